@@ -1,0 +1,83 @@
+"""The errors ``yalgaar_receiver`` raises, all under one base class.
+
+The whole tree::
+
+    YalgaarError(Exception)
+    ├── InvalidEnvelopeError(YalgaarError, ValueError)   the body is no envelope (HTTP 400)
+    ├── AuthenticationError(YalgaarError)                no configured client key matched (HTTP 403)
+    ├── PayloadTooLargeError(YalgaarError)               too many bytes or items (HTTP 413)
+    └── ConfigurationError(YalgaarError)                 a setup mistake, raised before any webhook
+
+The first three refuse a whole request; a malformed *item* inside a valid envelope is not an
+exception but a :class:`~yalgaar_receiver.Rejection` in the outcome, so one bad item never costs
+the good ones. ``ConfigurationError`` sits apart: it is raised at start-up (or on the first call
+outside Flask) and means the code, not the sender, must change.
+
+Status codes are chosen in one place only, :mod:`yalgaar_receiver.blueprint`.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+if t.TYPE_CHECKING:
+    from .events import Rejection
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigurationError",
+    "InvalidEnvelopeError",
+    "PayloadTooLargeError",
+    "YalgaarError",
+]
+
+
+class YalgaarError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidEnvelopeError(YalgaarError, ValueError):
+    """The body cannot be read as a Yalgaar envelope at all.
+
+    :param message: a sentence for people and logs.
+    :param messages: marshmallow-shaped details: a field name (or ``"_schema"`` for problems with
+        the body as a whole) mapped to a list of messages.
+    :param rejected: in strict mode, the malformed items that made the request fail.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        messages: dict[str, t.Any] | None = None,
+        rejected: t.Sequence[Rejection] = (),
+    ) -> None:
+        super().__init__(message)
+        self.messages: dict[str, t.Any] = (
+            messages if messages is not None else {"_schema": [message]}
+        )
+        self.rejected: tuple[Rejection, ...] = tuple(rejected)
+
+
+class AuthenticationError(YalgaarError):
+    """No credential of the request matched the configuration.
+
+    The message never contains a client key, so it is safe to log and to show.
+    """
+
+
+class PayloadTooLargeError(YalgaarError):
+    """The body has more bytes than ``max_body_bytes`` or more items than ``max_items``.
+
+    :param limit: the configured limit that was exceeded.
+    :param actual: the size seen, when it is known (a streamed body may be cut off early).
+    """
+
+    def __init__(self, message: str, *, limit: int, actual: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.actual = actual
+
+
+class ConfigurationError(YalgaarError):
+    """The receiver is set up in a way that cannot work; fix the code or the config."""

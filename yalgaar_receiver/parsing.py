@@ -1,0 +1,233 @@
+"""``parse_envelope()``: one webhook body in, typed events out; no I/O, no auth, no dispatch.
+
+Reading happens in two steps so that the receiver can refuse a request cheaply before it pays for
+validating every item: :func:`read_envelopes` decodes the JSON and finds the envelopes (the body
+is refused as a whole here), then :func:`load_envelopes` validates the items (a bad item is only
+rejected). :func:`parse_envelope` runs both.
+
+Accepted shapes, liberal because the sender's own doc disagrees with itself:
+
+* ``{"items": {...}}`` (the doc), ``{"items": [{...}, ...]}``, ``items`` as JSON text holding
+  either, a bare ``{"source", "clientKey", "data"}``, and a top-level list of bare envelopes;
+* any Content-Type; UTF-8 with or without a byte-order mark.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from dataclasses import dataclass
+
+from . import wire
+from .events import Batch, Event, Rejection
+from .exceptions import InvalidEnvelopeError
+from .schemas import load_envelope, load_items
+
+__all__ = ["Envelope", "load_envelopes", "parse_envelope", "read_envelopes"]
+
+_BOM: t.Final = b"\xef\xbb\xbf"
+_SOURCE_HINTS: t.Final = frozenset({"presence", "message"})
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One envelope found in a body, before its items are validated.
+
+    :param kind: ``"presence"``, ``"message"`` or ``"unknown"``; ``None`` when neither the
+        envelope nor the endpoint says, and each item decides.
+    :param source: the ``source`` text as received (``""`` when absent or not a string).
+    :param client_key: the ``clientKey`` when it is a string, else ``None``.
+    :param items: the ``data`` items, not yet validated.
+    """
+
+    kind: str | None
+    source: str
+    client_key: str | None
+    items: list[t.Any]
+
+
+def parse_envelope(
+    body: bytes | str | object,
+    *,
+    source_hint: str | None = None,
+    max_depth: int = 64,
+) -> Batch:
+    """Parse one webhook body into typed events, without authenticating or dispatching.
+
+    :param body: the raw body (``bytes`` or ``str``) or JSON that is already decoded.
+    :param source_hint: ``"presence"`` or ``"message"`` when the body came to the endpoint of
+        that source; used for envelopes whose ``source`` is missing.
+    :param max_depth: refuse JSON nested deeper than this (every array and object counts one
+        level, the outermost is level 1).
+    :raises InvalidEnvelopeError: the body is not JSON, too deep, or no envelope at all.
+    """
+    envelopes = read_envelopes(body, source_hint=source_hint, max_depth=max_depth)
+    events, rejected = load_envelopes(envelopes)
+    return Batch(
+        events=tuple(events),
+        rejected=tuple(rejected),
+        client_keys=tuple(e.client_key for e in envelopes),
+    )
+
+
+def read_envelopes(
+    body: bytes | str | object,
+    *,
+    source_hint: str | None = None,
+    max_depth: int = 64,
+) -> list[Envelope]:
+    """Decode a body and find its envelopes; the items are not validated yet.
+
+    :raises InvalidEnvelopeError: as :func:`parse_envelope`.
+    """
+    if source_hint is not None and source_hint not in _SOURCE_HINTS:
+        raise ValueError(f"source_hint must be 'presence', 'message' or None, not {source_hint!r}.")
+    document = _decode(body, max_depth)
+    candidates, in_list = _candidates(document, max_depth)
+    envelopes = []
+    for position, candidate in enumerate(candidates):
+        try:
+            loaded = load_envelope(candidate)
+        except ValueError as error:
+            messages: dict[str, t.Any] = getattr(error, "messages", {"_schema": [str(error)]})
+            if in_list:
+                messages = {"items": {position: messages}}
+            raise InvalidEnvelopeError(
+                _first_sentence(messages, "The envelope is not valid"), messages=messages
+            ) from None
+        envelopes.append(_envelope(loaded, source_hint))
+    return envelopes
+
+
+def load_envelopes(envelopes: t.Sequence[Envelope]) -> tuple[list[Event], list[Rejection]]:
+    """Validate every item of every envelope: events in body order, and the rejected items."""
+    events: list[Event] = []
+    rejected: list[Rejection] = []
+    for position, envelope in enumerate(envelopes):
+        good, bad = load_items(
+            envelope.kind,
+            envelope.items,
+            client_key=envelope.client_key or "",
+            source=envelope.source,
+            envelope=position,
+        )
+        events.extend(good)
+        rejected.extend(bad)
+    return events, rejected
+
+
+def _decode(body: object, max_depth: int) -> object:
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        data = bytes(body)
+        if data.startswith(_BOM):
+            data = data[len(_BOM) :]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidEnvelopeError(
+                f"The body is not UTF-8 text (byte {error.start} is invalid); "
+                "Yalgaar sends JSON in UTF-8."
+            ) from None
+    elif isinstance(body, str):
+        text = body[1:] if body.startswith("\ufeff") else body
+    else:
+        _check_depth(body, max_depth)
+        return body
+    return _loads(text, max_depth, "The body")
+
+
+def _loads(text: str, max_depth: int, what: str) -> object:
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _too_deep(max_depth) from None
+    except ValueError as error:
+        # Covers JSONDecodeError and integers beyond Python's digit limit.
+        raise InvalidEnvelopeError(f"{what} is not valid JSON: {error}.") from None
+    _check_depth(value, max_depth)
+    return value
+
+
+def _check_depth(value: object, max_depth: int) -> None:
+    # Iterative, so that a deep document cannot exhaust the Python stack here either.
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children: t.Iterable[object]
+        if type(node) is dict:
+            children = node.values()
+        elif type(node) is list:
+            children = node
+        else:
+            continue
+        if depth > max_depth:
+            raise _too_deep(max_depth)
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+
+
+def _too_deep(max_depth: int) -> InvalidEnvelopeError:
+    return InvalidEnvelopeError(
+        f"The body is nested deeper than {max_depth} levels; raise max_depth if that is expected."
+    )
+
+
+def _candidates(document: object, max_depth: int) -> tuple[list[object], bool]:
+    """The objects that should be envelopes, and whether they came from a list."""
+    if isinstance(document, list):
+        return document, True
+    if not isinstance(document, dict):
+        raise InvalidEnvelopeError(
+            f"The body is {wire.describe(document)}, not a Yalgaar envelope; "
+            'expected {"items": {"source": ..., "clientKey": ..., "data": [...]}}.'
+        )
+    if "items" in document:
+        items = document["items"]
+        if isinstance(items, str):
+            items = _loads(items, max_depth, "The 'items' text")
+        if isinstance(items, dict):
+            return [items], False
+        if isinstance(items, list):
+            return items, True
+        raise InvalidEnvelopeError(
+            f"'items' is {wire.describe(items)}; expected an envelope object or a list of them.",
+            messages={"items": [f"Expected an object or a list, got {wire.describe(items)}."]},
+        )
+    if wire.ENVELOPE_KEYS & document.keys():
+        return [document], False
+    raise InvalidEnvelopeError(
+        "The body is a JSON object without 'items', 'source', 'clientKey' or 'data'; "
+        "it is not a Yalgaar envelope."
+    )
+
+
+def _envelope(loaded: dict[str, t.Any], source_hint: str | None) -> Envelope:
+    source = loaded["source"]
+    client_key = loaded["client_key"]
+    name = source.strip().casefold() if isinstance(source, str) else ""
+    kind: str | None
+    if name:
+        # A source that contradicts the endpoint wins: the body says what it is.
+        kind = wire.SOURCES.get(name, "unknown")
+    else:
+        kind = source_hint
+    return Envelope(
+        kind=kind,
+        source=source if isinstance(source, str) else "",
+        client_key=client_key if isinstance(client_key, str) else None,
+        items=loaded["data"],
+    )
+
+
+def _first_sentence(messages: t.Mapping[str, t.Any], fallback: str) -> str:
+    """Flatten the first message of a nested marshmallow dict into one sentence."""
+    path: list[str] = []
+    node: t.Any = messages
+    while isinstance(node, dict) and node:
+        key, node = next(iter(node.items()))
+        if key != "_schema":
+            path.append(str(key))
+    text = node[0] if isinstance(node, list) and node else fallback
+    where = ".".join(path)
+    return f"{where}: {text}" if where else str(text)

@@ -1,0 +1,405 @@
+"""``Receiver``: configuration, authentication, the handler registry and dispatch; no Flask.
+
+The flow is one way: a body comes in through :meth:`Receiver.handle`, is read by
+:mod:`~yalgaar_receiver.parsing`, checked against the configured client keys, and its events go to
+the dispatcher, which runs each one through :meth:`Receiver.emit`. What comes back is an
+:class:`~yalgaar_receiver.Outcome` or one of the refusals in :mod:`~yalgaar_receiver.exceptions`;
+turning those into HTTP answers is the blueprint's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import logging
+import threading
+import typing as t
+
+from blinker import Signal
+
+from . import signals
+from .dispatch import Dispatcher, InlineDispatcher
+from .events import (
+    Batch,
+    BindEvent,
+    Event,
+    HandlerFailure,
+    MessageEvent,
+    Outcome,
+    PresenceEvent,
+    UnbindEvent,
+    UnknownEvent,
+)
+from .exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    InvalidEnvelopeError,
+    PayloadTooLargeError,
+    YalgaarError,
+)
+from .parsing import Envelope, load_envelopes, read_envelopes
+from .routing import Filter, Registry
+
+__all__ = ["HandlerDecorator", "Receiver"]
+
+logger = logging.getLogger("yalgaar_receiver")
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+#: The refusals of a whole request; each is sent on ``envelope_rejected``.
+REFUSALS: t.Final = (InvalidEnvelopeError, AuthenticationError, PayloadTooLargeError)
+
+# Which signals carry which event, most specific first (the order the issue fixes: ``bind`` then
+# ``presence``). Looked up along the MRO so that a subclass of an event class still has signals.
+_EVENT_SIGNALS: t.Final[t.Mapping[type[Event], tuple[Signal, ...]]] = {
+    BindEvent: (signals.bind, signals.presence),
+    UnbindEvent: (signals.unbind, signals.presence),
+    PresenceEvent: (signals.presence,),
+    MessageEvent: (signals.message,),
+    UnknownEvent: (signals.unknown_event,),
+}
+
+
+class HandlerDecorator:
+    """The object behind ``receiver.on_bind`` and its siblings.
+
+    Use it bare (``@receiver.on_bind``) or with keyword filters
+    (``@receiver.on_message(channel="orders-*")``); either way the function is returned unchanged
+    and held with a strong reference, so a handler defined inside an app factory stays registered.
+    """
+
+    def __init__(self, registry: Registry[type[Event]], event_class: type[Event]) -> None:
+        self._registry = registry
+        self.event_class = event_class
+
+    @t.overload
+    def __call__(self, func: F, /) -> F: ...
+
+    @t.overload
+    def __call__(
+        self, *, channel: Filter | None = None, uuid: Filter | None = None
+    ) -> t.Callable[[F], F]: ...
+
+    def __call__(
+        self,
+        func: t.Callable[..., t.Any] | None = None,
+        *,
+        channel: Filter | None = None,
+        uuid: Filter | None = None,
+    ) -> t.Any:
+        """Register a handler that takes the event as its only argument.
+
+        :param channel: only events whose channel matches (see :data:`~.routing.Filter`).
+        :param uuid: only events whose uuid matches; an event without a uuid never matches.
+        """
+        filters = {"channel": channel, "uuid": uuid}
+        if func is not None:
+            return self._registry.add(self.event_class, func, filters)
+
+        def decorator(handler: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+            return self._registry.add(self.event_class, handler, filters)
+
+        return decorator
+
+
+class Receiver:
+    """Receives Yalgaar webhooks: reads, authenticates, validates and dispatches them.
+
+    :param client_keys: the ``clientKey`` values to accept; several allow a key to be rotated.
+        With none, the Flask blueprint takes them from ``YALGAAR_CLIENT_KEYS``.
+    :param allow_unauthenticated: accept envelopes whatever their key when no key is configured
+        (for local development; keys that *are* configured are always checked).
+    :param strict: refuse a whole request (400) when any item is malformed, instead of
+        dispatching the good items and reporting the bad ones.
+    :param max_body_bytes: the largest body accepted (413 above).
+    :param max_items: the most items accepted in one request, over all envelopes (413 above).
+    :param max_depth: the deepest JSON nesting accepted (400 above).
+    :param fail_on_handler_error: answer 500 when a handler raised, so the sender tries again;
+        with ``False`` the failure is only logged and signalled.
+    :param dispatcher: when and where handlers run; :class:`InlineDispatcher` by default.
+    """
+
+    def __init__(
+        self,
+        client_keys: t.Iterable[str] | None = None,
+        *,
+        allow_unauthenticated: bool = False,
+        strict: bool = False,
+        max_body_bytes: int = 1_048_576,
+        max_items: int = 10_000,
+        max_depth: int = 64,
+        fail_on_handler_error: bool = True,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
+        self.client_keys: tuple[str, ...] = normalize_keys(client_keys, "client_keys")
+        self.allow_unauthenticated = allow_unauthenticated
+        self.strict = strict
+        self.max_body_bytes = _positive(max_body_bytes, "max_body_bytes")
+        self.max_items = _positive(max_items, "max_items")
+        self.max_depth = _positive(max_depth, "max_depth")
+        self.fail_on_handler_error = fail_on_handler_error
+        self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else InlineDispatcher()
+        self._registry: Registry[type[Event]] = Registry(
+            lambda key, event_class: issubclass(event_class, key)
+        )
+        #: Handlers of :class:`BindEvent`.
+        self.on_bind = HandlerDecorator(self._registry, BindEvent)
+        #: Handlers of :class:`UnbindEvent`.
+        self.on_unbind = HandlerDecorator(self._registry, UnbindEvent)
+        #: Handlers of every presence event, whatever its action (unknown actions included).
+        self.on_presence = HandlerDecorator(self._registry, PresenceEvent)
+        #: Handlers of :class:`MessageEvent`.
+        self.on_message = HandlerDecorator(self._registry, MessageEvent)
+        #: Handlers of :class:`UnknownEvent` (an envelope ``source`` this package does not know).
+        self.on_unknown = HandlerDecorator(self._registry, UnknownEvent)
+        #: Handlers of every event.
+        self.on_event = HandlerDecorator(self._registry, Event)
+
+    def __repr__(self) -> str:
+        # Never the keys themselves: a repr ends up in logs.
+        return f"<Receiver keys={len(self.client_keys)} handlers={len(self._registry)}>"
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def handle(
+        self,
+        body: bytes | str | object,
+        *,
+        source_hint: str | None = None,
+        client_keys: t.Sequence[str] | None = None,
+    ) -> Outcome:
+        """Read, authenticate, validate and dispatch one webhook body.
+
+        :param body: the raw body (``bytes`` or ``str``) or JSON that is already decoded.
+        :param source_hint: ``"presence"`` or ``"message"`` when the body came to the endpoint
+            of that source; used for envelopes without a ``source``.
+        :param client_keys: keys to accept when the receiver was built without any (the
+            blueprint passes the app's ``YALGAAR_CLIENT_KEYS``); ignored otherwise.
+        :raises PayloadTooLargeError: too many bytes or items.
+        :raises InvalidEnvelopeError: not JSON, too deep, no envelope, or (strict) a bad item.
+        :raises AuthenticationError: an envelope's ``clientKey`` is missing or not configured.
+        :raises ConfigurationError: no key is configured and ``allow_unauthenticated`` is off.
+        """
+        keys = self.client_keys or tuple(client_keys or ())
+        if not keys and not self.allow_unauthenticated:
+            raise ConfigurationError(
+                "The receiver has no client key to check webhooks against. Pass "
+                "Receiver(client_keys=[...]) or set YALGAAR_CLIENT_KEYS; for local testing "
+                "only, pass allow_unauthenticated=True."
+            )
+        try:
+            batch = self._read(body, source_hint, keys)
+        except REFUSALS as error:
+            self.refused(error)
+            raise
+        self._notify(signals.envelope_received, batch=batch)
+        for rejection in batch.rejected:
+            self._notify(signals.event_rejected, rejection=rejection)
+        failures = self.dispatcher.dispatch(batch.events, self.emit)
+        return Outcome(accepted=batch.events, rejected=batch.rejected, failed=tuple(failures))
+
+    def _read(self, body: object, source_hint: str | None, keys: t.Sequence[str]) -> Batch:
+        size = _byte_size(body)
+        if size is not None and size > self.max_body_bytes:
+            raise PayloadTooLargeError(
+                f"The body has {size} bytes, more than max_body_bytes={self.max_body_bytes}.",
+                limit=self.max_body_bytes,
+                actual=size,
+            )
+        envelopes = read_envelopes(body, source_hint=source_hint, max_depth=self.max_depth)
+        count = sum(len(e.items) for e in envelopes)
+        if count > self.max_items:
+            raise PayloadTooLargeError(
+                f"The request has {count} items, more than max_items={self.max_items}.",
+                limit=self.max_items,
+                actual=count,
+            )
+        if keys:
+            self._authenticate(envelopes, keys)
+        events, rejected = load_envelopes(envelopes)
+        if self.strict and rejected:
+            raise InvalidEnvelopeError(
+                f"{len(rejected)} item(s) are malformed and the receiver is strict; "
+                "see 'rejected' for each one.",
+                messages={"data": ["Malformed items; see 'rejected'."]},
+                rejected=rejected,
+            )
+        return Batch(
+            events=tuple(events),
+            rejected=tuple(rejected),
+            client_keys=tuple(e.client_key for e in envelopes),
+        )
+
+    def _authenticate(self, envelopes: t.Sequence[Envelope], keys: t.Sequence[str]) -> None:
+        expected = [k.encode("utf-8") for k in keys]
+        for position, envelope in enumerate(envelopes):
+            key = envelope.client_key
+            if key is None:
+                raise AuthenticationError(f"Envelope {position} has no clientKey string.")
+            given = key.encode("utf-8", "surrogatepass")
+            matched = False
+            # Compare against every key, without stopping early, so that timing does not tell
+            # which configured key was close.
+            for candidate in expected:
+                matched |= hmac.compare_digest(given, candidate)
+            if not matched:
+                raise AuthenticationError(
+                    f"The clientKey of envelope {position} matches no configured key."
+                )
+
+    def refused(self, error: YalgaarError) -> None:
+        """Log a refused request and send ``envelope_rejected``.
+
+        :meth:`handle` calls this for its own refusals; an adapter that refuses a request
+        before calling :meth:`handle` (a ``Content-Length`` over the limit) calls it too, so
+        that every refusal is seen the same way.
+        """
+        level = logging.WARNING if isinstance(error, AuthenticationError) else logging.INFO
+        logger.log(level, "Refused a webhook request: %s", error)
+        self._notify(signals.envelope_rejected, error=error)
+
+    # -- dispatching -----------------------------------------------------------------------
+
+    def handlers_for(self, event: Event) -> list[t.Callable[..., t.Any]]:
+        """The decorated handlers ``event`` would reach, in the order they would be called."""
+        return [r.handler for r in self._registry.routes_for(type(event)) if r.matches(event)]
+
+    def emit(self, event: Event) -> tuple[HandlerFailure, ...]:
+        """Run one event through its handlers, then its signals; return the calls that raised.
+
+        Every handler and subscriber is called even when an earlier one raised: blinker stops
+        at the first exception, so this walks the receivers itself and isolates each call.
+        Dispatchers call this; so do tests and replays that already hold an event.
+        """
+        failures: list[HandlerFailure] = []
+        for route in self._registry.routes_for(type(event)):
+            try:
+                if not route.filters or route.matches(event):
+                    _call(route.handler, event)
+            except Exception as error:
+                failures.append(self._failed(event, route.handler, error))
+        for signal in _signals_for(type(event)):
+            if not signal.receivers:
+                continue
+            for subscriber in signal.receivers_for(self):
+                try:
+                    _call(subscriber, self, event=event)
+                except Exception as error:
+                    failures.append(self._failed(event, subscriber, error))
+        return tuple(failures)
+
+    def _failed(
+        self, event: Event, handler: t.Callable[..., t.Any], error: Exception
+    ) -> HandlerFailure:
+        logger.error("Handler %s raised on %r", _name(handler), event, exc_info=error)
+        failure = HandlerFailure(event=event, handler=handler, error=error)
+        self._notify(signals.handler_failed, event=event, handler=handler, error=error)
+        return failure
+
+    def _notify(self, signal: Signal, **kwargs: t.Any) -> None:
+        """Send a bookkeeping signal; a subscriber that raises is logged and ignored."""
+        if not signal.receivers:
+            return
+        for subscriber in signal.receivers_for(self):
+            try:
+                _call(subscriber, self, **kwargs)
+            except Exception:
+                logger.exception(
+                    "Subscriber %s of %r raised; ignored",
+                    _name(subscriber),
+                    getattr(signal, "name", signal),
+                )
+
+
+def normalize_keys(keys: t.Iterable[str] | str | None, setting: str) -> tuple[str, ...]:
+    """Validate configured client keys: a list of non-empty strings.
+
+    ``YALGAAR_CLIENT_KEYS`` may also be one comma-separated string; a plain string passed to
+    ``Receiver`` is refused because iterating it would configure one key per character.
+    """
+    if keys is None:
+        return ()
+    if isinstance(keys, str):
+        if setting == "client_keys":
+            raise ConfigurationError(
+                "client_keys must be a list of keys, not one string; "
+                f"write client_keys=[{'...'!r}]."
+            )
+        keys = keys.split(",")
+    result = []
+    for key in keys:
+        if not isinstance(key, str):
+            raise ConfigurationError(f"{setting} must hold strings; got a {type(key).__name__}.")
+        key = key.strip()
+        if not key:
+            # Yalgaar's own doc shows "clientKey": "", so an empty key would accept anything.
+            raise ConfigurationError(f"{setting} holds an empty key; remove it.")
+        result.append(key)
+    return tuple(result)
+
+
+def _positive(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, not {value!r}.")
+    return value
+
+
+def _byte_size(body: object) -> int | None:
+    if isinstance(body, (bytes, bytearray)):
+        return len(body)
+    if isinstance(body, memoryview):
+        return body.nbytes
+    if isinstance(body, str):
+        return len(body.encode("utf-8", "surrogatepass"))
+    return None
+
+
+_SIGNAL_CACHE: dict[type[Event], tuple[Signal, ...]] = {}
+
+
+def _signals_for(event_class: type[Event]) -> tuple[Signal, ...]:
+    try:
+        return _SIGNAL_CACHE[event_class]
+    except KeyError:
+        found = next((_EVENT_SIGNALS[c] for c in event_class.__mro__ if c in _EVENT_SIGNALS), ())
+        _SIGNAL_CACHE[event_class] = found
+        return found
+
+
+def _call(func: t.Callable[..., t.Any], /, *args: t.Any, **kwargs: t.Any) -> None:
+    """Call a handler; run it to completion when it is ``async def``."""
+    result = func(*args, **kwargs)
+    if inspect.isawaitable(result):
+        _run(result)
+
+
+def _run(awaitable: t.Awaitable[t.Any]) -> None:
+    async def wait() -> None:
+        await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(wait())
+        return
+    # Called from inside a running event loop (an async test, an ASGI server): that loop cannot
+    # be blocked on, so the coroutine gets a loop of its own on a helper thread, as Flask's
+    # ensure_sync does.
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(wait())
+        except BaseException as error:  # re-raised in the calling thread
+            errors.append(error)
+
+    thread = threading.Thread(target=target, name="yalgaar-async-handler")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _name(func: t.Callable[..., t.Any]) -> str:
+    return getattr(func, "__qualname__", None) or repr(func)

@@ -1,0 +1,95 @@
+"""Handler filters and the ordered handler registry behind the ``on_*`` decorators.
+
+Blinker keeps receivers in a dict keyed by id and cannot promise an order, nor hold a handler
+without the caller keeping it alive; this registry does both. It is also used by the presence
+tracker, so every decorator in the package filters the same way.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import typing as t
+from dataclasses import dataclass
+
+__all__ = ["Filter", "Matcher", "Registry", "Route", "compile_filter"]
+
+#: What a keyword filter of a decorator may be: a glob (``fnmatchcase`` rules, case-sensitive;
+#: a string without ``*``, ``?`` or ``[`` is compared exactly), a compiled regex (``search``),
+#: or a predicate that takes the value.
+Filter = t.Union[str, "re.Pattern[str]", t.Callable[[str], bool]]
+Matcher = t.Callable[[t.Any], bool]
+
+_GLOB_CHARS: t.Final = frozenset("*?[")
+
+H = t.TypeVar("H", bound=t.Callable[..., t.Any])
+K = t.TypeVar("K")
+
+
+def compile_filter(name: str, spec: Filter) -> Matcher:
+    """Turn one filter into a function of the field's value; a ``None`` value never matches.
+
+    :param name: the field's name, for the error message.
+    :raises TypeError: ``spec`` is none of the accepted kinds.
+    """
+    if isinstance(spec, str):
+        if _GLOB_CHARS.isdisjoint(spec):
+            return lambda value: value == spec
+        match = re.compile(fnmatch.translate(spec)).match
+        return lambda value: value is not None and match(value) is not None
+    if isinstance(spec, re.Pattern):
+        search = spec.search
+        return lambda value: value is not None and search(value) is not None
+    if callable(spec):
+        return lambda value: value is not None and bool(spec(value))
+    raise TypeError(
+        f"The {name} filter must be a string, a compiled regex or a callable, got {spec!r}."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Route(t.Generic[K]):
+    """One registered handler: what it listens to, and the filters it asked for."""
+
+    handler: t.Callable[..., t.Any]
+    key: K
+    filters: tuple[tuple[str, Matcher], ...]
+
+    def matches(self, subject: object) -> bool:
+        """Whether every filter accepts the same-named attribute of ``subject``."""
+        return all(match(getattr(subject, field)) for field, match in self.filters)
+
+
+class Registry(t.Generic[K]):
+    """Handlers in registration order, looked up by a key such as an event class."""
+
+    def __init__(self, accepts: t.Callable[[K, t.Any], bool]) -> None:
+        """:param accepts: whether a route registered under a key receives a lookup value."""
+        self._routes: list[Route[K]] = []
+        self._accepts = accepts
+        self._cache: dict[t.Any, tuple[Route[K], ...]] = {}
+
+    def add(self, key: K, handler: H, filters: t.Mapping[str, Filter | None]) -> H:
+        """Register ``handler`` under ``key`` with the filters that are not ``None``."""
+        if not callable(handler):
+            raise TypeError(f"A handler must be callable, got {handler!r}.")
+        compiled = tuple(
+            (field, compile_filter(field, spec))
+            for field, spec in filters.items()
+            if spec is not None
+        )
+        self._routes.append(Route(handler=handler, key=key, filters=compiled))
+        self._cache.clear()
+        return handler
+
+    def routes_for(self, lookup: t.Any) -> tuple[Route[K], ...]:
+        """The routes whose key accepts ``lookup``, in registration order (cached)."""
+        try:
+            return self._cache[lookup]
+        except KeyError:
+            routes = tuple(r for r in self._routes if self._accepts(r.key, lookup))
+            self._cache[lookup] = routes
+            return routes
+
+    def __len__(self) -> int:
+        return len(self._routes)

@@ -1,0 +1,207 @@
+"""What Yalgaar puts on the wire, and how each field is read: the sender's quirks as data.
+
+Yalgaar's only spec is one tutorial page, and it disagrees with itself (``source`` in the JSON,
+``sources`` in the table; timestamps typed as strings "in seconds"). The tables below say what is
+accepted, one comment per quirk; the ``read_*`` functions turn one field's value into its typed
+form or raise :class:`ValueError` with a sentence that names the bad value. They are shared by the
+marshmallow fields in :mod:`yalgaar_receiver.schemas` so that there is one rule per field.
+
+This module imports nothing but the standard library and :mod:`yalgaar_receiver.events`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import typing as t
+from datetime import datetime, timedelta, timezone
+
+from .events import PresenceAction
+
+__all__ = [
+    "ACTIONS",
+    "ENVELOPE_KEYS",
+    "SOURCES",
+    "describe",
+    "read_action",
+    "read_channel",
+    "read_message",
+    "read_timestamp",
+    "read_uuid",
+]
+
+#: ``source`` after trimming and case-folding, to the kind of item it announces. Any other name
+#: makes :class:`~yalgaar_receiver.UnknownEvent` items: a new source is delivered, not refused.
+SOURCES: t.Final[t.Mapping[str, str]] = {
+    "presence": "presence",
+    "message": "message",
+}
+
+#: The doc's field table spells the key ``sources`` while its JSON says ``source``; both are read,
+#: ``source`` first.
+SOURCE_KEYS: t.Final = ("source", "sources")
+
+#: Keys that mark a JSON object as an envelope when it is sent without ``items`` around it.
+ENVELOPE_KEYS: t.Final = frozenset({"source", "sources", "clientKey", "data"})
+
+#: ``action`` after trimming and case-folding. The doc says "bind or unbind" without the casing;
+#: the iOS SDK's enum says ``Bind``/``Unbind``. The other words are what comparable services
+#: (PubNub, Pusher, MQTT) call the same thing, accepted because a sender may change vocabulary.
+ACTIONS: t.Final[t.Mapping[str, PresenceAction]] = {
+    "bind": PresenceAction.BIND,
+    "subscribe": PresenceAction.BIND,
+    "join": PresenceAction.BIND,
+    "unbind": PresenceAction.UNBIND,
+    "unsubscribe": PresenceAction.UNBIND,
+    "leave": PresenceAction.UNBIND,
+    # PubNub's name for a client that vanished without unsubscribing.
+    "timeout": PresenceAction.UNBIND,
+}
+
+#: Numeric timestamps are scaled by magnitude. The doc says seconds, but senders of this shape use
+#: milliseconds (Ably) and PubNub uses 17-digit time tokens; a value at or above a bound is in the
+#: next unit. 1e11 seconds is the year 5138, so no real seconds value is misread.
+TIMESTAMP_UNITS: t.Final = (
+    (1e11, "seconds"),
+    (1e14, "milliseconds"),
+    (1e17, "microseconds"),
+)
+
+_EPOCH: t.Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NUMBER: t.Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _text(value: object, what: str) -> str:
+    """Coerce a JSON scalar that names something (a channel, a uuid) to trimmed text."""
+    if isinstance(value, str):
+        return value.strip()
+    # bool is an int subclass, and ``True`` is never a channel name.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"The {what} {value!r} is not a finite number.")
+        return repr(value)
+    raise ValueError(f"Expected a string or a number for the {what}, got {describe(value)}.")
+
+
+def read_channel(value: object) -> str:
+    """Read ``channel``: a string or a number, trimmed, never empty."""
+    text = _text(value, "channel")
+    if not text:
+        raise ValueError("The channel may not be empty.")
+    return text
+
+
+def read_uuid(value: object) -> str | None:
+    """Read ``uuid``: a string or a number, trimmed; empty means none."""
+    if value is None:
+        return None
+    return _text(value, "uuid") or None
+
+
+def read_timestamp(value: object) -> datetime | None:
+    """Read ``timestamp`` into an aware UTC datetime.
+
+    Accepts seconds (a string or a number, fractional or not, with spaces), larger units scaled
+    as :data:`TIMESTAMP_UNITS` says, and ISO-8601 text (naive means UTC). Empty, ``0`` and
+    ``"0"`` mean none.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"Expected a timestamp, got the boolean {json.dumps(value)}.")
+    number: int | float
+    if isinstance(value, (int, float)):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if _NUMBER.fullmatch(text):
+            number = int(text) if text.lstrip("+-").isdigit() else float(text)
+        else:
+            return _read_iso(text, value)
+    else:
+        raise ValueError(f"Expected a timestamp as a string or a number, got {describe(value)}.")
+    return _from_number(number, value)
+
+
+def _from_number(number: int | float, original: object) -> datetime | None:
+    if number == 0:
+        return None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"Timestamp {original!r} is not a finite number.")
+    if number < 0:
+        raise ValueError(f"Timestamp {original!r} is negative.")
+    unit = "nanoseconds"
+    for bound, name in TIMESTAMP_UNITS:
+        if number < bound:
+            unit = name
+            break
+    try:
+        if unit == "nanoseconds":
+            delta = timedelta(microseconds=number / 1000)
+        else:
+            delta = timedelta(**{unit: number})
+        return _EPOCH + delta
+    except OverflowError:
+        raise ValueError(f"Timestamp {original!r} is out of range.") from None
+
+
+def _read_iso(text: str, original: object) -> datetime:
+    # Python 3.10's fromisoformat does not read the "Z" suffix.
+    iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        raise ValueError(
+            f"Timestamp {original!r} is neither a number of seconds nor an ISO-8601 date."
+        ) from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def read_action(value: object) -> tuple[PresenceAction, str]:
+    """Read ``action`` into a :class:`PresenceAction` and the text as received.
+
+    Never fails: an action this package does not know is :attr:`PresenceAction.UNKNOWN`, and a
+    value that is not a string is kept as its JSON text.
+    """
+    if isinstance(value, str):
+        return ACTIONS.get(value.strip().casefold(), PresenceAction.UNKNOWN), value
+    try:
+        return PresenceAction.UNKNOWN, compact_json(value)
+    except ValueError:  # a non-finite float, or an int too long to print
+        return PresenceAction.UNKNOWN, type(value).__name__
+
+
+def read_message(value: object) -> str:
+    """Read ``message``: a string as it is, any other JSON value as its compact JSON text."""
+    if isinstance(value, str):
+        return value
+    try:
+        return compact_json(value)
+    except ValueError:
+        raise ValueError("The message holds a number that JSON cannot represent.") from None
+
+
+def compact_json(value: object) -> str:
+    """JSON text without spaces and with non-ASCII characters kept as they are."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def describe(value: object) -> str:
+    """Name a JSON value's type for an error message: "an object", "a string"."""
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "null",
+    }
+    return names.get(type(value), f"a {type(value).__name__}")
