@@ -3,7 +3,7 @@
 Installed with the package and loaded by pytest through the ``pytest11`` entry point, so the
 fixtures are there in every test without a ``conftest.py`` line:
 
-* ``yalgaar_client``: a :class:`~yalgaar_receiver.testing.WebhookClient` for your Flask app,
+* ``yalgaar_client``: a :class:`WebhookClient` for your Flask app,
   which it takes from your ``app`` fixture (override ``yalgaar_app`` to take it elsewhere);
 * ``yalgaar_events``: a :class:`~yalgaar_receiver.testing.Capture` of what every receiver does
   during the test.
@@ -16,16 +16,18 @@ is used. The plugin adds fixtures and nothing else: no hooks, no options, no mar
 
 from __future__ import annotations
 
+import json
 import typing as t
 
 import pytest
 
 if t.TYPE_CHECKING:
     from flask import Flask
+    from werkzeug.test import TestResponse
 
-    from yalgaar_receiver.testing import Capture, WebhookClient
+    from yalgaar_receiver.testing import Capture
 
-__all__ = ["yalgaar_app", "yalgaar_client", "yalgaar_events"]
+__all__ = ["WebhookClient", "yalgaar_app", "yalgaar_client", "yalgaar_events"]
 
 
 @pytest.fixture
@@ -45,8 +47,6 @@ def yalgaar_app(request: pytest.FixtureRequest) -> Flask:
 @pytest.fixture
 def yalgaar_client(yalgaar_app: Flask) -> WebhookClient:
     """Posts webhook bodies to the app under test and returns the response."""
-    from yalgaar_receiver.testing import WebhookClient
-
     return WebhookClient(yalgaar_app)
 
 
@@ -58,3 +58,102 @@ def yalgaar_events() -> t.Iterator[Capture]:
 
     with capture_events() as capture:
         yield capture
+
+
+# -- posting to a Flask app ------------------------------------------------------------------
+
+# The routes create_blueprint() adds, by endpoint name, for the source each one stands for.
+_ROUTE_FOR_SOURCE: t.Final = {"presence": "presence", "message": "message", None: "webhook"}
+_BLUEPRINT_MODULE: t.Final = "yalgaar_receiver.blueprint"
+
+
+class WebhookClient:
+    """Posts webhook bodies to a Flask app under test, as Yalgaar would.
+
+    The URL is found in the app's URL map: a *Presence* body goes to the blueprint's
+    ``/presence`` route and a *Message* body to ``/message`` (the two URLs of the Yalgaar
+    dashboard), anything else to its ``/`` route. With several receiver blueprints, name one.
+
+    :param app: the Flask app with a blueprint from :func:`~yalgaar_receiver.create_blueprint`.
+    :param blueprint: the name of the blueprint to post to (its ``name=``), when the app has
+        more than one.
+    """
+
+    def __init__(self, app: Flask, *, blueprint: str | None = None) -> None:
+        self.app = app
+        self.blueprint = blueprint
+        self._client = app.test_client()
+
+    def url_for(self, source: str | None = None, *, blueprint: str | None = None) -> str:
+        """The path Yalgaar would post a body of ``source`` (``"presence"``, ``"message"`` or
+        ``None``) to.
+
+        :raises LookupError: the app has no such blueprint, or several and none was named.
+        """
+        name = blueprint or self.blueprint
+        routes: dict[str, dict[str, str]] = {}
+        for rule in self.app.url_map.iter_rules():
+            view = self.app.view_functions.get(rule.endpoint)
+            if getattr(view, "__module__", None) != _BLUEPRINT_MODULE or "." not in rule.endpoint:
+                continue
+            owner, route = rule.endpoint.rsplit(".", 1)
+            routes.setdefault(owner, {}).setdefault(route, rule.rule)
+        if not routes:
+            raise LookupError(
+                "The app has no Yalgaar receiver blueprint; register "
+                "create_blueprint(receiver) on it first."
+            )
+        if name is None:
+            if len(routes) > 1:
+                raise LookupError(
+                    f"The app has several receiver blueprints ({', '.join(sorted(routes))}); "
+                    "pass blueprint=NAME to say which one to post to."
+                )
+            name = next(iter(routes))
+        if name not in routes:
+            raise LookupError(
+                f"The app has no receiver blueprint named {name!r}; "
+                f"it has {', '.join(sorted(routes))}."
+            )
+        return routes[name][_ROUTE_FOR_SOURCE.get(source, "webhook")]
+
+    def post(
+        self,
+        body: t.Mapping[str, t.Any] | bytes | str,
+        *,
+        url: str | None = None,
+        blueprint: str | None = None,
+        headers: t.Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> TestResponse:
+        """Post one body and return the response.
+
+        :param body: a :class:`Payload` (or any JSON-ready mapping), or the raw bytes or text.
+        :param url: post here instead of the route found for the body's ``source``.
+        """
+        if isinstance(body, bytes):
+            data = body
+        elif isinstance(body, str):
+            data = body.encode("utf-8")
+        else:
+            from yalgaar_receiver.testing import Payload
+
+            data = Payload(body).to_bytes()
+        if url is None:
+            url = self.url_for(_source_of(data), blueprint=blueprint)
+        return self._client.post(
+            url, data=data, headers=dict(headers or {}), content_type=content_type
+        )
+
+
+def _source_of(data: bytes) -> str | None:
+    """``"presence"`` or ``"message"`` when the body is one documented envelope, else ``None``."""
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return None
+    envelope = document.get("items") if isinstance(document, dict) else None
+    source = envelope.get("source") if isinstance(envelope, dict) else None
+    if isinstance(source, str) and source.strip().casefold() in ("presence", "message"):
+        return source.strip().casefold()
+    return None

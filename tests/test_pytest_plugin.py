@@ -130,3 +130,33 @@ def test_loading_the_plugin_imports_neither_the_package_nor_flask() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_client_with_several_blueprints_must_be_told_which(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        from pytest_yalgaar import WebhookClient
+
+        def test_two(app):
+            other = Receiver(client_keys=["ck-other"])
+            app.register_blueprint(create_blueprint(other, name="second"), url_prefix="/two")
+            client = WebhookClient(app)
+            with pytest.raises(LookupError, match="several receiver blueprints"):
+                client.url_for("presence")
+            assert client.url_for("message", blueprint="second") == "/two/message"
+            body = presence_envelope(bind("c", "u"), client_key="ck-other")
+            assert client.post(body, blueprint="second").status_code == 200
+            assert client.post(body, blueprint="yalgaar").status_code == 403
+            with pytest.raises(LookupError, match="no receiver blueprint named 'third'"):
+                client.url_for(blueprint="third")
+
+        def test_none(yalgaar_app):
+            pass
+
+        def test_app_without_blueprint():
+            with pytest.raises(LookupError, match="create_blueprint"):
+                WebhookClient(Flask("bare")).url_for()
+        """,
+    )
+    result.assert_outcomes(passed=3)

@@ -12,11 +12,8 @@ as a *string* of whole seconds::
 :func:`capture_events` records, in order, every event a receiver emits, every item and request
 it refuses, and every handler that raised, with blinker's own ``connected_to``; nothing is patched.
 
-:class:`WebhookClient` posts such bodies to a Flask app under test, to the route Yalgaar would use.
-
-This module imports only the standard library, blinker and the core; no Flask (the client drives
-the app's own test client), no pytest. The pytest fixtures built on it live in the
-``pytest_yalgaar`` plugin.
+This module imports only the standard library, blinker and the core; no Flask, no pytest. The
+pytest plugin ``pytest_yalgaar`` builds its fixtures on it.
 """
 
 from __future__ import annotations
@@ -36,17 +33,12 @@ from .events import Batch, Event, HandlerFailure, Rejection
 from .exceptions import YalgaarError
 
 if t.TYPE_CHECKING:
-    # Types only: the kit itself never imports Flask (see the package docstring's layering).
-    from flask import Flask
-    from werkzeug.test import TestResponse
-
     from .receiver import Receiver
 
 __all__ = [
     "Capture",
     "Payload",
     "Record",
-    "WebhookClient",
     "bind",
     "capture_events",
     "message",
@@ -298,100 +290,3 @@ def capture_events(receiver: Receiver | None = None) -> t.Iterator[Capture]:
             stack.enter_context(signal.connected_to(recorder(kind, key), sender=sender))
         stack.enter_context(signals.handler_failed.connected_to(record_failure, sender=sender))
         yield capture
-
-
-# -- posting to a Flask app ------------------------------------------------------------------
-
-# The routes create_blueprint() adds, by endpoint name, for the source each one stands for.
-_ROUTE_FOR_SOURCE: t.Final = {"presence": "presence", "message": "message", None: "webhook"}
-_BLUEPRINT_MODULE: t.Final = "yalgaar_receiver.blueprint"
-
-
-class WebhookClient:
-    """Posts webhook bodies to a Flask app under test, as Yalgaar would.
-
-    The URL is found in the app's URL map: a *Presence* body goes to the blueprint's
-    ``/presence`` route and a *Message* body to ``/message`` (the two URLs of the Yalgaar
-    dashboard), anything else to its ``/`` route. With several receiver blueprints, name one.
-
-    :param app: the Flask app with a blueprint from :func:`~yalgaar_receiver.create_blueprint`.
-    :param blueprint: the name of the blueprint to post to (its ``name=``), when the app has
-        more than one.
-    """
-
-    def __init__(self, app: Flask, *, blueprint: str | None = None) -> None:
-        self.app = app
-        self.blueprint = blueprint
-        self._client = app.test_client()
-
-    def url_for(self, source: str | None = None, *, blueprint: str | None = None) -> str:
-        """The path Yalgaar would post a body of ``source`` (``"presence"``, ``"message"`` or
-        ``None``) to.
-
-        :raises LookupError: the app has no such blueprint, or several and none was named.
-        """
-        name = blueprint or self.blueprint
-        routes: dict[str, dict[str, str]] = {}
-        for rule in self.app.url_map.iter_rules():
-            view = self.app.view_functions.get(rule.endpoint)
-            if getattr(view, "__module__", None) != _BLUEPRINT_MODULE or "." not in rule.endpoint:
-                continue
-            owner, route = rule.endpoint.rsplit(".", 1)
-            routes.setdefault(owner, {}).setdefault(route, rule.rule)
-        if not routes:
-            raise LookupError(
-                "The app has no Yalgaar receiver blueprint; register "
-                "create_blueprint(receiver) on it first."
-            )
-        if name is None:
-            if len(routes) > 1:
-                raise LookupError(
-                    f"The app has several receiver blueprints ({', '.join(sorted(routes))}); "
-                    "pass blueprint=NAME to say which one to post to."
-                )
-            name = next(iter(routes))
-        if name not in routes:
-            raise LookupError(
-                f"The app has no receiver blueprint named {name!r}; "
-                f"it has {', '.join(sorted(routes))}."
-            )
-        return routes[name][_ROUTE_FOR_SOURCE.get(source, "webhook")]
-
-    def post(
-        self,
-        body: t.Mapping[str, t.Any] | bytes | str,
-        *,
-        url: str | None = None,
-        blueprint: str | None = None,
-        headers: t.Mapping[str, str] | None = None,
-        content_type: str = "application/json",
-    ) -> TestResponse:
-        """Post one body and return the response.
-
-        :param body: a :class:`Payload` (or any JSON-ready mapping), or the raw bytes or text.
-        :param url: post here instead of the route found for the body's ``source``.
-        """
-        if isinstance(body, bytes):
-            data = body
-        elif isinstance(body, str):
-            data = body.encode("utf-8")
-        else:
-            data = Payload(body).to_bytes()
-        if url is None:
-            url = self.url_for(_source_of(data), blueprint=blueprint)
-        return self._client.post(
-            url, data=data, headers=dict(headers or {}), content_type=content_type
-        )
-
-
-def _source_of(data: bytes) -> str | None:
-    """``"presence"`` or ``"message"`` when the body is one documented envelope, else ``None``."""
-    try:
-        document = json.loads(data)
-    except ValueError:
-        return None
-    envelope = document.get("items") if isinstance(document, dict) else None
-    source = envelope.get("source") if isinstance(envelope, dict) else None
-    if isinstance(source, str) and source.strip().casefold() in ("presence", "message"):
-        return source.strip().casefold()
-    return None
