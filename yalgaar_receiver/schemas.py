@@ -33,6 +33,7 @@ __all__ = [
     "EnvelopeSchema",
     "MessageItemSchema",
     "PresenceItemSchema",
+    "envelope_json_schema",
     "load_items",
 ]
 
@@ -286,3 +287,228 @@ def _lenient(reader: t.Callable[[object], _T], value: object) -> _T | None:
 def _preview(value: object, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- JSON Schema export ----------------------------------------------------------------------
+
+_DRAFT: t.Final = "https://json-schema.org/draft/2020-12/schema"
+
+# ``source`` after trimming, case-insensitively (ASCII letters only: JSON Schema's regular
+# expressions cannot case-fold).
+_SOURCE_PATTERNS: t.Final = {
+    kind: r"^\s*" + "".join(f"[{c.upper()}{c}]" for c in kind) + r"\s*$"
+    for kind in wire.SOURCES.values()
+}
+# A number of seconds (or a larger unit) as text, without a sign: negative times are refused.
+_NUMBER_TEXT: t.Final = r"^\s*\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*$"
+# ISO-8601 in its extended form; the receiver's parser (datetime.fromisoformat) decides the rest.
+_ISO_TEXT: t.Final = (
+    r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}(?::[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?)?"
+    r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?)?\s*$"
+)
+# The year 10000 in nanoseconds since the epoch: larger numbers are out of range.
+_TIMESTAMP_MAX: t.Final = 253_402_300_800 * 10**9
+
+
+def _lenient_schema() -> dict[str, t.Any]:
+    not_null = {"not": {"type": "null"}}
+    item_fields: dict[str, t.Any] = {
+        "channel": {
+            "description": "Trimmed; numbers become text.",
+            "anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "number"}],
+        },
+        "uuid": {"type": ["string", "number", "null"], "description": "Empty means none."},
+        "timestamp": {
+            "description": (
+                "Seconds since the epoch as text or a number (milliseconds, microseconds and "
+                "nanoseconds are told apart by magnitude), or ISO-8601 text; empty, 0 and null "
+                "mean none."
+            ),
+            "anyOf": [
+                {"type": "null"},
+                {"type": "number", "minimum": 0, "exclusiveMaximum": _TIMESTAMP_MAX},
+                {"type": "string", "pattern": r"^\s*$"},
+                {"type": "string", "pattern": _NUMBER_TEXT},
+                {"type": "string", "pattern": _ISO_TEXT, "format": "date-time"},
+            ],
+        },
+        "action": {
+            **not_null,
+            "description": "bind or unbind, any case; other values are delivered as unknown.",
+        },
+        "message": {**not_null, "description": "Text; another JSON value is kept as JSON text."},
+    }
+
+    def item(fields: t.Iterable[str], schema: Schema) -> dict[str, t.Any]:
+        names = list(fields)
+        return {
+            "type": "object",
+            "properties": {name: item_fields[name] for name in names},
+            "required": [n for n in names if schema.fields[n].required],
+        }
+
+    def data(item_ref: str) -> dict[str, t.Any]:
+        return {
+            "description": "A list of items; one object is one item; null and {} are none.",
+            "anyOf": [
+                {"type": "null"},
+                {"type": "array", "items": {"$ref": item_ref}},
+                {"type": "object", "maxProperties": 0},
+                {"$ref": item_ref},
+            ],
+        }
+
+    def kind_of(key: str) -> dict[str, t.Any]:
+        def named(pattern: str) -> dict[str, t.Any]:
+            return {"properties": {key: {"type": "string", "pattern": pattern}}, "required": [key]}
+
+        def then(kind: str) -> dict[str, t.Any]:
+            return {"properties": {"data": {"$ref": f"#/$defs/{kind}Data"}}}
+
+        return {
+            "if": named(_SOURCE_PATTERNS["presence"]),
+            "then": then("presence"),
+            "else": {
+                "if": named(_SOURCE_PATTERNS["message"]),
+                "then": then("message"),
+                "else": {"if": named(r"\S"), "then": then("unknown"), "else": then("inferred")},
+            },
+        }
+
+    return {
+        "$schema": _DRAFT,
+        "title": "Yalgaar webhook body, as yalgaar-receiver accepts it",
+        "description": (
+            "A body that parse_envelope() reads without refusing it and without rejecting an "
+            "item. Authentication (clientKey against the configured keys), the size limits and "
+            "the nesting depth are checked by the receiver, not here."
+        ),
+        "type": ["object", "array"],
+        "if": {"type": "array"},
+        "then": {"items": {"$ref": "#/$defs/envelope"}},
+        "else": {
+            "if": {"required": ["items"]},
+            "then": {
+                "properties": {
+                    "items": {
+                        "anyOf": [
+                            {"$ref": "#/$defs/envelope"},
+                            {"type": "array", "items": {"$ref": "#/$defs/envelope"}},
+                            {
+                                "type": "string",
+                                "description": "The same, as JSON text (read once more).",
+                                "contentMediaType": "application/json",
+                                "contentSchema": {
+                                    "anyOf": [
+                                        {"$ref": "#/$defs/envelope"},
+                                        {"type": "array", "items": {"$ref": "#/$defs/envelope"}},
+                                    ]
+                                },
+                            },
+                        ]
+                    }
+                }
+            },
+            "else": {
+                "$ref": "#/$defs/envelope",
+                "anyOf": [{"required": [k]} for k in sorted(wire.ENVELOPE_KEYS)],
+            },
+        },
+        "$defs": {
+            "envelope": {
+                "type": "object",
+                "properties": {
+                    "source": {"description": "Presence or Message, any case and spacing."},
+                    "sources": {"description": "Read when source is absent (the doc's typo)."},
+                    "clientKey": {"description": "Checked against the configured keys."},
+                    "data": {"description": "The items."},
+                },
+                # "source" wins over "sources"; with neither, each item says what it is.
+                "if": {"required": ["source"]},
+                "then": kind_of("source"),
+                "else": kind_of("sources"),
+            },
+            "presenceItem": item(("channel", "uuid", "timestamp", "action"), _PRESENCE),
+            "messageItem": item(("channel", "uuid", "timestamp", "message"), _MESSAGE),
+            "unknownItem": {"type": "object", "description": "Delivered as an UnknownEvent."},
+            "inferredItem": {
+                "type": "object",
+                "description": "No source: action means presence, else message means message.",
+                "if": {"required": ["action"]},
+                "then": {"$ref": "#/$defs/presenceItem"},
+                "else": {"if": {"required": ["message"]}, "then": {"$ref": "#/$defs/messageItem"}},
+            },
+            **{f"{kind}Data": data(f"#/$defs/{kind}Item") for kind in _KINDS},
+        },
+    }
+
+
+_KINDS: t.Final = ("presence", "message", "unknown", "inferred")
+
+
+def _documented_schema() -> dict[str, t.Any]:
+    text = {"type": "string"}
+    common = {
+        "channel": {**text, "pattern": r"\S", "description": "The channel name."},
+        "uuid": {**text, "description": "The client's unique name."},
+        "timestamp": {**text, "pattern": "^[0-9]+$", "description": "Seconds since the epoch."},
+    }
+
+    def item(last: str, schema: dict[str, t.Any]) -> dict[str, t.Any]:
+        return {
+            "type": "object",
+            "properties": {**common, last: schema},
+            "required": [*common, last],
+        }
+
+    def envelope(source: str, item_ref: str) -> dict[str, t.Any]:
+        return {
+            "properties": {
+                "source": {"const": source},
+                "data": {"items": {"$ref": item_ref}},
+            }
+        }
+
+    return {
+        "$schema": _DRAFT,
+        "title": "Yalgaar webhook body, as Yalgaar documents it",
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {
+                "type": "object",
+                "required": ["source", "clientKey", "data"],
+                "properties": {
+                    "source": {"enum": ["Presence", "Message"]},
+                    "clientKey": {**text, "description": "The project's client key."},
+                    "data": {"type": "array"},
+                },
+                "oneOf": [
+                    envelope("Presence", "#/$defs/presenceItem"),
+                    envelope("Message", "#/$defs/messageItem"),
+                ],
+            }
+        },
+        "$defs": {
+            "presenceItem": item("action", {**text, "description": "bind or unbind."}),
+            "messageItem": item("message", {**text, "description": "The published text."}),
+        },
+    }
+
+
+def envelope_json_schema(*, lenient: bool = True) -> dict[str, t.Any]:
+    """A JSON Schema (draft 2020-12) of a webhook body, for other languages and for API docs.
+
+    :param lenient: with ``True``, every body the receiver accepts without rejecting an item
+        (``items`` as an object, a list or JSON text; bare envelopes; ``sources``; any case of
+        ``source``; numbers for channels and timestamps; and so on). With ``False``, only the
+        shape Yalgaar documents: ``{"items": {"source", "clientKey", "data": [...]}}`` with
+        string fields, which is what Yalgaar sends and what :mod:`yalgaar_receiver.testing`
+        builds. Where JSON Schema cannot say what the receiver does (the nesting depth, the
+        calendar of an ISO date, the contents of ``items`` given as text) is listed in
+        ``docs/json-schema.md``.
+
+    A new dict each call: change it freely (add an ``$id``, say).
+    """
+    return _lenient_schema() if lenient else _documented_schema()

@@ -1,0 +1,232 @@
+"""envelope_json_schema(): the JSON Schema agrees with the receiver, body by body.
+
+The lenient schema must accept exactly the bodies that ``parse_envelope`` reads without refusing
+them and without rejecting an item; the cases JSON Schema cannot express are named below and in
+``docs/json-schema.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from yalgaar_receiver import InvalidEnvelopeError, parse_envelope
+from yalgaar_receiver.schemas import envelope_json_schema
+from yalgaar_receiver.testing import bind, message, message_envelope, presence_envelope, unbind
+
+from .payloads import all_payloads, payload
+
+LENIENT = jsonschema.Draft202012Validator(envelope_json_schema())
+DOCUMENTED = jsonschema.Draft202012Validator(envelope_json_schema(lenient=False))
+
+#: Payload files on which the schema and the receiver disagree, and why (see docs/json-schema.md).
+INEXPRESSIBLE: dict[str, str] = {}
+
+
+def accepted_cleanly(body: bytes | object) -> bool:
+    """Whether the receiver reads the body without refusing it or rejecting an item."""
+    try:
+        batch = parse_envelope(body)
+    except InvalidEnvelopeError:
+        return False
+    return not batch.rejected
+
+
+def decoded(body: bytes) -> object:
+    """The JSON document the receiver sees (a UTF-8 byte-order mark removed)."""
+    return json.loads(body.decode("utf-8-sig"))
+
+
+def test_schemas_are_valid_draft_2020_12() -> None:
+    for lenient in (True, False):
+        schema = envelope_json_schema(lenient=lenient)
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        jsonschema.Draft202012Validator.check_schema(schema)
+    assert envelope_json_schema() is not envelope_json_schema()
+
+
+@pytest.mark.parametrize("name", all_payloads())
+def test_schema_agrees_with_the_receiver_on_every_payload_file(name: str) -> None:
+    body = payload(name)
+    try:
+        document = decoded(body)
+    except ValueError:
+        # Not JSON (or not UTF-8): no schema applies, and the receiver refuses it.
+        assert not accepted_cleanly(body)
+        return
+    expected = accepted_cleanly(body)
+    if name in INEXPRESSIBLE:
+        assert LENIENT.is_valid(document) != expected, f"{name} is no longer an exception"
+        return
+    errors = [e.message for e in LENIENT.iter_errors(document)]
+    assert (not errors) == expected, errors or "the receiver rejects what the schema accepts"
+
+
+def test_some_payload_files_are_accepted_and_some_are_not() -> None:
+    # Guards the test above: it must see both answers.
+    results = set()
+    for name in all_payloads():
+        try:
+            results.add(LENIENT.is_valid(decoded(payload(name))))
+        except ValueError:
+            continue
+    assert results == {True, False}
+
+
+def test_what_the_kit_builds_is_the_documented_shape() -> None:
+    bodies = [
+        presence_envelope(bind("lobby", "alice"), unbind("lobby", "bob"), client_key="ck-1"),
+        message_envelope(message("lobby", "alice", {"x": [1, 2]}), client_key="ck-1"),
+        presence_envelope(client_key="ck-1"),
+    ]
+    for body in bodies:
+        assert list(DOCUMENTED.iter_errors(body)) == []
+        assert LENIENT.is_valid(body)
+        assert accepted_cleanly(body.to_bytes())
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ({"items": {"source": "presence", "clientKey": "k", "data": []}}, "lower-case source"),
+        ({"items": [{"source": "Message", "clientKey": "k", "data": []}]}, "items as a list"),
+        ({"source": "Message", "clientKey": "k", "data": []}, "no items"),
+        (
+            {"items": {"source": "Message", "clientKey": "k", "data": [{"message": "x"}]}},
+            "item without channel",
+        ),
+        (
+            {"items": {"source": "Message", "clientKey": 5, "data": []}},
+            "clientKey not a string",
+        ),
+        (
+            {
+                "items": {
+                    "source": "Presence",
+                    "clientKey": "k",
+                    "data": [{"channel": "c", "uuid": "u", "timestamp": 1, "action": "bind"}],
+                }
+            },
+            "timestamp as a number",
+        ),
+    ],
+)
+def test_documented_schema_is_strict(body: dict[str, t.Any], why: str) -> None:
+    assert not DOCUMENTED.is_valid(body), why
+
+
+# -- generated bodies ------------------------------------------------------------------------
+
+CHANNELS: st.SearchStrategy[object] = st.sampled_from(
+    ["lobby", " room-1 ", "", "   ", 7, 1.5, None, True, [], {}]
+)
+UUIDS: st.SearchStrategy[object] = st.sampled_from(["u1", "", " ", 42, None, False, ["u"]])
+TIMESTAMPS: st.SearchStrategy[object] = st.sampled_from(
+    [
+        "1521609600",
+        " 1521609600 ",
+        "1521609600.5",
+        "1521609600123",
+        "+1521609600",
+        "1.5e9",
+        "",
+        "0",
+        0,
+        1521609600,
+        1521609600.25,
+        1e300,
+        -5,
+        "-5",
+        "2018-03-21T05:20:00Z",
+        "2018-03-21 05:20:00+01:00",
+        "2018-03-21",
+        "yesterday",
+        "12:00",
+        None,
+        True,
+        [],
+    ]
+)
+ACTIONS: st.SearchStrategy[object] = st.sampled_from(["bind", "Unbind", " kick ", "", 2, None, {}])
+MESSAGES: st.SearchStrategy[object] = st.sampled_from(
+    ["hi", "", '{"a":1}', 3, None, {"a": [1]}, [], False]
+)
+SOURCES: st.SearchStrategy[object] = st.sampled_from(
+    ["Presence", "Message", " PRESENCE ", "message", "Other", "", "  ", None, 5, ["Message"]]
+)
+KEYS: st.SearchStrategy[object] = st.sampled_from(["ck-1", "", 5, None])
+
+
+@st.composite
+def items(draw: st.DrawFn) -> object:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from([None, "text", 3, []]))
+    fields = {
+        "channel": CHANNELS,
+        "uuid": UUIDS,
+        "timestamp": TIMESTAMPS,
+        "action": ACTIONS,
+        "message": MESSAGES,
+        "extra": st.just("x"),
+    }
+    chosen = draw(st.sets(st.sampled_from(sorted(fields)), max_size=len(fields)))
+    return {name: draw(fields[name]) for name in sorted(chosen)}
+
+
+@st.composite
+def envelopes(draw: st.DrawFn) -> object:
+    if draw(st.integers(0, 14)) == 0:
+        return draw(st.sampled_from([None, "envelope", 3, []]))
+    parts: dict[str, t.Any] = {}
+    for key, values in (("source", SOURCES), ("sources", SOURCES), ("clientKey", KEYS)):
+        if draw(st.booleans()):
+            parts[key] = draw(values)
+    shape = draw(st.sampled_from(["list", "list", "list", "object", "null", "missing", "text"]))
+    if shape == "list":
+        parts["data"] = draw(st.lists(items(), max_size=3))
+    elif shape == "object":
+        parts["data"] = draw(items())
+    elif shape == "null":
+        parts["data"] = None
+    elif shape == "text":
+        parts["data"] = "[]"
+    return parts
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> object:
+    shape = draw(st.sampled_from(["items", "items", "items-list", "bare", "list", "other"]))
+    if shape == "items":
+        return {"items": draw(envelopes())}
+    if shape == "items-list":
+        return {"items": draw(st.lists(envelopes(), max_size=2))}
+    if shape == "bare":
+        return draw(envelopes())
+    if shape == "list":
+        return draw(st.lists(envelopes(), max_size=2))
+    return draw(st.sampled_from([None, "text", 5, {"other": 1}, {}]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bodies())
+def test_schema_agrees_with_the_receiver_on_generated_bodies(body: object) -> None:
+    text = json.dumps(body)
+    if isinstance(body, dict) and isinstance(body.get("items"), str):
+        # A known limit: JSON Schema does not validate JSON held in a string (contentSchema
+        # is an annotation), so any text passes and the receiver decides.
+        assert LENIENT.is_valid(body)
+        return
+    assert LENIENT.is_valid(body) == accepted_cleanly(text.encode()), text
+
+
+@settings(max_examples=200, deadline=None)
+@given(bodies())
+def test_documented_bodies_are_accepted_by_the_receiver(body: object) -> None:
+    if DOCUMENTED.is_valid(body):
+        assert LENIENT.is_valid(body)
+        assert accepted_cleanly(json.dumps(body).encode())
