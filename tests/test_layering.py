@@ -11,8 +11,10 @@ PACKAGE = Path(yalgaar_receiver.__file__).parent
 
 #: Modules allowed to import each third-party package (by top-level name).
 ALLOWED = {
-    "flask": {"blueprint"},
-    "werkzeug": {"blueprint"},
+    # The command line is an application built on the package; it serves a receiver.
+    "flask": {"blueprint", "cli"},
+    "werkzeug": {"blueprint", "cli"},
+    "click": {"cli"},
     "marshmallow": {"schemas"},
 }
 
