@@ -120,7 +120,11 @@ def main() -> None:
             ),
         )
         print("\nPOST /yalgaar/presence: one malformed item among good ones")
-        missing = {"uuid": "User-7a8b", "timestamp": str(now + 4), "action": "bind"}
+        missing: dict[str, object] = {
+            "uuid": "User-7a8b",
+            "timestamp": str(now + 4),
+            "action": "bind",
+        }
         post(
             base,
             "/yalgaar/presence",
