@@ -63,8 +63,8 @@ def test_demo_runs_and_ends_by_itself() -> None:
         timeout=60,
         check=True,
     )
-    assert "handler: User-1a2b joined lobby" in result.stdout
-    assert "handler: order on orders-42: {'item': 'tea', 'qty': 2}" in result.stdout
-    assert "rejected item 1" in result.stdout
+    assert "handler: alice joined #lobby" in result.stdout
+    assert "handler: order on #orders-42: {'item': 'tea', 'qty': 2}" in result.stdout
+    assert "rejected envelope 0 item 1" in result.stdout
     assert "-> 403" in result.stdout
-    assert "the receiver is stopped" in result.stdout
+    assert "Done: 5 requests" in result.stdout

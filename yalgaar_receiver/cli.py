@@ -442,8 +442,9 @@ def _print_batch(label: str, batch: Batch) -> None:
 def demo(delay: float) -> None:
     """Start a receiver on 127.0.0.1 and send it simulated Yalgaar traffic.
 
-    Clients bind and unbind, publish JSON messages, one item is malformed and one request has
-    the wrong clientKey; every handler prints what it sees, and the demo ends by itself.
+    Clients bind and unbind, publish JSON messages (a filtered handler takes the orders), one
+    item is malformed and one request has the wrong clientKey; every handler prints what it
+    sees, and the demo ends by itself in a few seconds.
 
     \b
     Example:
@@ -463,7 +464,11 @@ def demo(delay: float) -> None:
         online.get(event.channel, set()).discard(event.uuid or "?")
         click.echo(f"    handler: {event.uuid} left #{event.channel}; online: {_who(online)}")
 
-    @receiver.on_message
+    @receiver.on_message(channel="orders-*")
+    def order(event: MessageEvent) -> None:
+        click.echo(f"    handler: order on #{event.channel}: {event.json()}")
+
+    @receiver.on_message(channel="lobby")
     def chat(event: MessageEvent) -> None:
         try:
             said = event.json().get("text")
@@ -483,15 +488,19 @@ def demo(delay: float) -> None:
             "alice and bob open the lobby",
             "presence",
             presence_envelope(
-                bind("lobby", "alice", at=at), bind("lobby", "bob", at=at), client_key=key
+                bind("lobby", "alice", at=at),
+                # Actions are read in any case and spacing.
+                {**bind("lobby", "bob", at=at), "action": "Bind"},
+                client_key=key,
             ),
         ),
         (
-            "they chat (JSON text, as Yalgaar's SDKs publish it)",
+            "they chat and bob orders tea (JSON text, as the SDKs publish it)",
             "message",
             message_envelope(
                 message("lobby", "alice", {"text": "hi bob", "typing": False}, at=at + 1),
                 message("lobby", "bob", {"text": "hi alice!", "typing": False}, at=at + 2),
+                message("orders-42", "bob", {"item": "tea", "qty": 2}, at=at + 2),
                 client_key=key,
             ),
         ),
@@ -530,7 +539,9 @@ def demo(delay: float) -> None:
             for number, (what, source, body) in enumerate(traffic, 1):
                 time.sleep(delay)
                 click.echo(f"\n[{number}/{len(traffic)}] {what}")
-                click.echo(f"  POST /yalgaar/{source} {_clip(body.to_text(), 100)}")
+                data = body["items"]["data"]
+                sample = json.dumps(data[0], separators=(",", ":"))
+                click.echo(f"  POST /yalgaar/{source}: {len(data)} item(s), the first {sample}")
                 status, answer = post(f"{base}/{source}", body.to_bytes(), timeout=5)
                 click.echo(f"  -> {summarize(status, answer)}")
         finally:
