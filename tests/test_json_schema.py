@@ -8,6 +8,7 @@ them and without rejecting an item; the cases JSON Schema cannot express are nam
 from __future__ import annotations
 
 import json
+import sys
 import typing as t
 
 import jsonschema
@@ -230,3 +231,29 @@ def test_documented_bodies_are_accepted_by_the_receiver(body: object) -> None:
     if DOCUMENTED.is_valid(body):
         assert LENIENT.is_valid(body)
         assert accepted_cleanly(json.dumps(body).encode())
+
+
+def presence_body(timestamp: object) -> dict[str, t.Any]:
+    item = {"channel": "c", "uuid": "u", "timestamp": timestamp, "action": "bind"}
+    return {"items": {"source": "Presence", "clientKey": "k", "data": [item]}}
+
+
+@pytest.mark.parametrize(
+    ("body", "schema_says", "python"),
+    [
+        # Each is a limit listed in docs/json-schema.md; the test fails when one goes away.
+        ({"items": '"an envelope?"'}, True, (3, 10)),
+        ({"items": "[1]"}, True, (3, 10)),
+        (presence_body("2018-02-30"), True, (3, 10)),
+        (presence_body("99999999999999999999999"), True, (3, 10)),
+        (presence_body("2018-W12-3"), False, (3, 11)),
+        (presence_body("20180321T052000"), False, (3, 11)),
+    ],
+)
+def test_the_documented_limits(
+    body: dict[str, t.Any], schema_says: bool, python: tuple[int, int]
+) -> None:
+    if sys.version_info < python:
+        pytest.skip(f"the receiver reads this form from Python {python[0]}.{python[1]} on")
+    assert LENIENT.is_valid(body) is schema_says
+    assert accepted_cleanly(json.dumps(body).encode()) is not schema_says
