@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -449,6 +450,28 @@ def test_the_summary_json_is_stable_without_dedupe() -> None:
         "failed": 0,
         "duplicates": 0,
     }
+
+
+def test_a_key_function_that_raises_fails_the_request() -> None:
+    def broken(event: Event) -> str | None:
+        raise LookupError("no id in the message")
+
+    receiver, recorder = build(dedupe_key=broken)
+    with pytest.raises(LookupError):
+        receiver.handle(payload("dedupe_batch.json"))
+    assert recorder.calls == []
+
+
+def test_the_code_in_the_docs_runs() -> None:
+    # Building a Redis client connects to nothing, so the Redis example runs without a server.
+    text = (Path(__file__).parent.parent / "docs" / "deduplication.md").read_text("utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) == 3
+    for block in blocks:
+        namespace: dict[str, t.Any] = {}
+        exec(compile(block, "docs/deduplication.md", "exec"), namespace)
+        assert isinstance(namespace["receiver"], Receiver)
+        assert namespace["receiver"].dedupe is not None
 
 
 def test_the_dedupe_module_does_not_import_redis() -> None:
