@@ -84,7 +84,7 @@ def create_blueprint(receiver: Receiver, name: str = "yalgaar") -> Blueprint:
         except (*REFUSALS, DispatchUnavailableError) as error:
             return _problem(error)
         status = 500 if outcome.failed and receiver.fail_on_handler_error else 200
-        response = jsonify(_summary(outcome))
+        response = jsonify(_summary(outcome, deduplicating=receiver.dedupe is not None))
         response.status_code = status
         return response
 
@@ -142,13 +142,16 @@ def _problem(error: YalgaarError) -> Response:
     return response
 
 
-def _summary(outcome: Outcome) -> dict[str, t.Any]:
-    return {
+def _summary(outcome: Outcome, *, deduplicating: bool = False) -> dict[str, t.Any]:
+    summary = {
         "accepted": len(outcome.accepted),
         "rejected": [_rejection(r) for r in outcome.rejected],
         "failed": len(outcome.failed),
-        "duplicates": len(outcome.duplicates),
     }
+    if deduplicating:
+        # Only with a dedupe store, so that the answer of a receiver without one is unchanged.
+        summary["duplicates"] = len(outcome.duplicates)
+    return summary
 
 
 def _rejection(rejection: Rejection) -> dict[str, t.Any]:
