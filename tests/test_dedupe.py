@@ -18,6 +18,7 @@ import pytest
 from flask import Flask
 
 from yalgaar_receiver import (
+    ConfigurationError,
     DispatchUnavailableError,
     Event,
     MessageEvent,
@@ -445,6 +446,13 @@ def test_the_summary_json_is_unchanged_without_dedupe() -> None:
     receiver = Receiver(client_keys=[KEY])
     response = app_for(receiver).test_client().post("/yalgaar/", data=payload("dedupe_batch.json"))
     assert json.loads(response.data) == {"accepted": 5, "rejected": [], "failed": 0}
+
+
+def test_a_receiver_refuses_what_is_no_store_or_key_function() -> None:
+    with pytest.raises(ConfigurationError, match="dedupe must be a store"):
+        Receiver(client_keys=[KEY], dedupe=True)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="dedupe_key must be a function"):
+        Receiver(client_keys=[KEY], dedupe=MemoryDedupeStore(), dedupe_key="sha256")  # type: ignore[arg-type]
 
 
 def test_a_key_function_that_raises_fails_the_request() -> None:

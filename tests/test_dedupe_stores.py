@@ -139,6 +139,9 @@ def test_only_the_owner_of_a_claim_can_finish_it(kit: Kit) -> None:
     assert store.release(not_owned) is False
     assert store.done(not_owned) is False
     assert store.release(mine) is True
+    # Not even on a free key: a claim that was never granted records nothing.
+    assert store.done(Claim("free", ClaimState.BUSY)) is False
+    assert store.claim("free").state is ClaimState.CLAIMED
 
 
 def test_an_unfinished_claim_expires_after_the_lease(kit: Kit) -> None:

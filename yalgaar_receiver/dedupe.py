@@ -250,6 +250,8 @@ class MemoryDedupeStore:
             return Claim(key, ClaimState.CLAIMED, token)
 
     def done(self, claim: Claim) -> bool:
+        if claim.token is None:
+            return False
         with self._lock:
             now = self._timer()
             entry = self._entries.get(claim.key)

@@ -150,6 +150,15 @@ class Receiver:
         self.max_depth = _positive(max_depth, "max_depth")
         self.fail_on_handler_error = fail_on_handler_error
         self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else InlineDispatcher()
+        if dedupe is not None and not isinstance(dedupe, DedupeStore):
+            raise ConfigurationError(
+                f"dedupe must be a store with claim, done and release methods (such as "
+                f"MemoryDedupeStore()), not {dedupe!r}."
+            )
+        if not callable(dedupe_key):
+            raise ConfigurationError(
+                f"dedupe_key must be a function of the event, not {dedupe_key!r}."
+            )
         self.dedupe = dedupe
         self.dedupe_key = dedupe_key
         self._registry: Registry[type[Event]] = Registry(
