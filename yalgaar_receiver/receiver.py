@@ -219,13 +219,16 @@ class Receiver:
         for rejection in batch.rejected:
             self._notify(signals.event_rejected, rejection=rejection)
         # Duplicates found while the dispatcher runs (all of them, inline) go into the outcome;
-        # a background dispatcher finds them later, and only the signal sees those.
+        # a background dispatcher finds them later, and only the signal sees those. Without a
+        # store the dispatcher gets the bound method itself, as it always did.
         duplicates: list[Event] = []
 
         def emit(event: Event) -> tuple[HandlerFailure, ...]:
             return self._emit(event, duplicates)
 
-        failures = self.dispatcher.dispatch(batch.events, emit)
+        failures = self.dispatcher.dispatch(
+            batch.events, self.emit if self.dedupe is None else emit
+        )
         return Outcome(
             accepted=batch.events,
             rejected=batch.rejected,
