@@ -254,19 +254,15 @@ class Receiver:
             )
         if keys:
             self._authenticate(envelopes, keys)
-        events, rejected = load_envelopes(envelopes)
-        if self.strict and rejected:
+        batch = load_envelopes(envelopes)
+        if self.strict and batch.rejected:
             raise InvalidEnvelopeError(
-                f"{len(rejected)} item(s) are malformed and the receiver is strict; "
+                f"{len(batch.rejected)} item(s) are malformed and the receiver is strict; "
                 "see 'rejected' for each one.",
                 messages={"data": ["Malformed items; see 'rejected'."]},
-                rejected=rejected,
+                rejected=batch.rejected,
             )
-        return Batch(
-            events=tuple(events),
-            rejected=tuple(rejected),
-            client_keys=tuple(e.client_key for e in envelopes),
-        )
+        return batch
 
     def _authenticate(self, envelopes: t.Sequence[Envelope], keys: t.Sequence[str]) -> None:
         expected = [k.encode("utf-8") for k in keys]
