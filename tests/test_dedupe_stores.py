@@ -58,12 +58,16 @@ class Kit:
     make: t.Callable[..., DedupeStore]
     wait: t.Callable[[float], None]
 
-    def peer(self, store: DedupeStore) -> DedupeStore:
-        """What another caller sees: the same memory store, or a new Redis store on the server."""
+    def peer(self, store: DedupeStore, lease: float | None = None) -> DedupeStore:
+        """What another caller sees: the same memory store, or a new Redis store on the server.
+
+        :param lease: the peer's lease (Redis only; the memory store's clock stands still
+            between waits, so its lease never runs out by accident).
+        """
         if isinstance(store, MemoryDedupeStore):
             return store
         assert isinstance(store, RedisDedupeStore)
-        return self.make(ttl=store.ttl, lease=store.lease)
+        return self.make(ttl=store.ttl, lease=store.lease if lease is None else lease)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -150,7 +154,8 @@ def test_an_unfinished_claim_expires_after_the_lease(kit: Kit) -> None:
     start = time.monotonic() if kit.kind == "redis" else 0.0
     crashed = store.claim("k")  # never finished, as by a process that died
     assert crashed.state is ClaimState.CLAIMED
-    retried = wait_until_claimed(kit, store, "k", limit=10)
+    # The retrying caller has a long lease, so that its own claim cannot run out in the test.
+    retried = wait_until_claimed(kit, kit.peer(store, lease=60), "k", limit=10)
     assert retried.state is ClaimState.CLAIMED
     if kit.kind == "redis":
         assert time.monotonic() - start >= lease - 0.05
@@ -173,7 +178,7 @@ def test_done_after_the_lease_ran_out_still_records_the_key(kit: Kit) -> None:
 def test_done_never_overwrites_a_claim_taken_after_the_lease(kit: Kit) -> None:
     store = kit.make(lease=0.3)
     slow = store.claim("k")
-    newer = wait_until_claimed(kit, store, "k", limit=10)
+    newer = wait_until_claimed(kit, kit.peer(store, lease=60), "k", limit=10)
     assert newer.state is ClaimState.CLAIMED
     assert store.done(slow) is False
     assert store.claim("k").state is ClaimState.BUSY
