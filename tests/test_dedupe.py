@@ -367,6 +367,28 @@ def test_a_store_that_fails_to_claim_refuses_the_event() -> None:
     assert recorder.calls == []
 
 
+def test_a_resend_after_the_store_failed_mid_batch_runs_only_what_did_not_run() -> None:
+    store = BrokenStore()
+    receiver, recorder = build(store)
+    original_claim = store.claim
+    claims = []
+
+    def claim_then_break(key: str) -> Claim:
+        claims.append(key)
+        if len(claims) == 4:
+            store.broken.add("claim")
+        return original_claim(key)
+
+    store.claim = claim_then_break  # type: ignore[method-assign]
+    with pytest.raises(DispatchUnavailableError):
+        receiver.handle(payload("dedupe_batch.json"))
+    assert len(recorder.calls) == 3
+    store.broken.clear()
+    outcome = receiver.handle(payload("dedupe_batch.json"))
+    assert outcome.duplicates == outcome.accepted[:3]
+    assert [event for _, event in recorder.calls] == list(outcome.accepted)
+
+
 def test_a_store_that_fails_to_mark_done_still_answers_with_the_handlers_result(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
