@@ -27,8 +27,9 @@ unit: $(BIN)/.installed
 
 # The docs site (MkDocs, Material, mkdocstrings); --strict turns every warning (a broken link, a
 # page missing from the nav, a bad docstring reference) into a failure, so `make test` fails too.
+# Never add --quiet: it hides the warnings from the strict check, and a broken site passes.
 docs: $(BIN)/.installed
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .hypothesis

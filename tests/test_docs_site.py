@@ -30,3 +30,12 @@ def test_nav_and_pages_agree() -> None:
     assert set(nav) == pages, (
         f"not in the nav: {sorted(pages - set(nav))}; missing files: {sorted(set(nav) - pages)}"
     )
+
+
+def test_make_docs_is_strict_and_not_quiet() -> None:
+    # mkdocs --quiet hides warnings from --strict as well, so a broken site would build "fine".
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ndocs:", 1)[1].split("\n\n", 1)[0]
+    assert "mkdocs build --strict" in recipe
+    assert "--quiet" not in recipe and " -q" not in recipe
+    assert "docs" in makefile.split("\ntest:", 1)[1].split("\n", 1)[0].split()
