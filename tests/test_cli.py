@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import typing as t
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -292,6 +293,12 @@ def test_listen_send_replay_end_to_end(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert bad.returncode == 1 and "403: 1" in bad.stdout
+        # A chunked body (no Content-Length) is captured and received whole too.
+        chunks = [b'{"items": {"source": "Presence", "clientKey": "', KEY.encode(), b'", "data": [',
+                  b'{"channel": "lobby", "uuid": "carol", "action": "bind"}]}}']  # fmt: skip
+        request = urllib.request.Request(f"{base}/presence", data=iter(chunks), method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["accepted"] == 1
     finally:
         listen.terminate()
         output, _ = listen.communicate(timeout=20)
@@ -300,9 +307,11 @@ def test_listen_send_replay_end_to_end(tmp_path: Path) -> None:
     assert "refused (AuthenticationError)" in output
     assert "Traceback" not in output
     lines = [json.loads(line) for line in capture.read_text().splitlines()]
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert lines[0]["items"]["data"][0]["uuid"] == "alice"
     assert lines[1]["items"]["clientKey"] == "nope"
+    assert lines[2]["items"]["data"][0]["uuid"] == "carol"
+    assert "bind     channel='lobby' uuid='carol'" in output
 
     # What was captured is what `validate` reads.
     checked = invoke("validate", str(capture))

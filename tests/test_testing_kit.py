@@ -237,3 +237,30 @@ def test_wait_for_events_from_another_thread(receiver: Receiver) -> None:
     capture.clear()
     with pytest.raises(TimeoutError, match="1 event"):
         capture.wait_for(1, timeout=0.01)
+
+
+def test_public_names_of_the_kit_and_the_plugin() -> None:
+    import pytest_yalgaar
+    from yalgaar_receiver import cli, schemas, testing
+
+    assert testing.__all__ == [
+        "Capture",
+        "Payload",
+        "Record",
+        "bind",
+        "capture_events",
+        "message",
+        "message_envelope",
+        "presence_envelope",
+        "unbind",
+    ]
+    assert pytest_yalgaar.__all__ == [
+        "WebhookClient",
+        "yalgaar_app",
+        "yalgaar_client",
+        "yalgaar_events",
+    ]
+    assert cli.__all__ == ["main"]
+    assert "envelope_json_schema" in schemas.__all__
+    for module in (testing, pytest_yalgaar, cli):
+        assert all(getattr(module, name) is not None for name in module.__all__)

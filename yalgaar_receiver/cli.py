@@ -339,7 +339,7 @@ def listen(host: str, port: int, client_keys: tuple[str, ...], capture: Path | N
         click.echo(f"Capturing bodies to {capture}.")
     click.echo("Press Ctrl-C to stop.")
     try:
-        with _own_output():
+        with _own_output(), _printing_refusals(receiver):
             server.serve_forever()
     except KeyboardInterrupt:
         click.echo("Stopped.")
@@ -569,16 +569,24 @@ def _printing_receiver(client_keys: t.Sequence[str]) -> Receiver:
     def show(event: Event) -> None:
         click.echo(f"{_stamp()} {describe(event)}")
 
+    return receiver
+
+
+@contextlib.contextmanager
+def _printing_refusals(receiver: Receiver) -> t.Iterator[None]:
+    """Print rejected items and refused requests while the block runs."""
+
     def rejected(sender: Receiver, rejection: Rejection, **extra: t.Any) -> None:
         click.echo(f"{_stamp()} {describe_rejection(rejection)}")
 
     def refused(sender: Receiver, error: YalgaarError, **extra: t.Any) -> None:
         click.echo(f"{_stamp()} refused ({type(error).__name__}): {error}")
 
-    # weak=False: these closures live only as long as the receiver that holds them.
-    signals.event_rejected.connect(rejected, sender=receiver, weak=False)
-    signals.envelope_rejected.connect(refused, sender=receiver, weak=False)
-    return receiver
+    with (
+        signals.event_rejected.connected_to(rejected, sender=receiver),
+        signals.envelope_rejected.connected_to(refused, sender=receiver),
+    ):
+        yield
 
 
 def _app(receiver: Receiver, capture: Path | None, prefix: str = "") -> Flask:
@@ -610,7 +618,12 @@ class _Capture:
 
         if environ.get("REQUEST_METHOD") == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(min(length, self.limit + 1)) if length else b""
+            if length:
+                body = environ["wsgi.input"].read(min(length, self.limit + 1))
+            elif environ.get("wsgi.input_terminated"):  # a chunked body: read to its end
+                body = environ["wsgi.input"].read(self.limit + 1)
+            else:
+                body = b""
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
             self._keep(body)
