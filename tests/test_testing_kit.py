@@ -264,3 +264,15 @@ def test_public_names_of_the_kit_and_the_plugin() -> None:
     assert "envelope_json_schema" in schemas.__all__
     for module in (testing, pytest_yalgaar, cli):
         assert all(getattr(module, name) is not None for name in module.__all__)
+
+
+def test_capture_records_duplicates() -> None:
+    from yalgaar_receiver.dedupe import MemoryDedupeStore
+
+    receiver = Receiver(client_keys=[KEY], dedupe=MemoryDedupeStore())
+    body = presence_envelope(bind("lobby", "alice", at=AT), client_key=KEY).to_bytes()
+    with capture_events(receiver) as capture:
+        receiver.handle(body)
+        receiver.handle(body)
+    assert [r.kind for r in capture.records] == ["envelope", "event", "envelope", "duplicate"]
+    assert capture.duplicates == capture.events

@@ -140,7 +140,7 @@ def message_envelope(*items: t.Mapping[str, t.Any], client_key: str) -> Payload:
 # -- capture ---------------------------------------------------------------------------------
 
 #: The kinds of :class:`Record`, in the words of the signal each comes from.
-Kind = t.Literal["envelope", "event", "rejection", "refusal", "failure"]
+Kind = t.Literal["envelope", "event", "rejection", "refusal", "failure", "duplicate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +151,9 @@ class Record:
         :class:`~yalgaar_receiver.Batch`), ``"event"`` (an event went through the handlers:
         an :class:`~yalgaar_receiver.Event`), ``"rejection"`` (a malformed item: a
         :class:`~yalgaar_receiver.Rejection`), ``"refusal"`` (a whole request refused: the
-        :class:`~yalgaar_receiver.YalgaarError`), or ``"failure"`` (a handler raised: a
-        :class:`~yalgaar_receiver.HandlerFailure`).
+        :class:`~yalgaar_receiver.YalgaarError`), ``"failure"`` (a handler raised: a
+        :class:`~yalgaar_receiver.HandlerFailure`), or ``"duplicate"`` (an event not run
+        because a delivery of it was already handled: the :class:`~yalgaar_receiver.Event`).
     :param sender: the receiver that sent it.
     """
 
@@ -219,6 +220,11 @@ class Capture:
         """The handler and subscriber calls that raised."""
         return self._values("failure")
 
+    @property
+    def duplicates(self) -> list[Event]:
+        """The events skipped by the receiver's de-duplication store."""
+        return self._values("duplicate")
+
     def clear(self) -> None:
         """Forget everything recorded so far."""
         with self._changed:
@@ -284,6 +290,7 @@ def capture_events(receiver: Receiver | None = None) -> t.Iterator[Capture]:
         (signals.unknown_event, "event", "event"),
         (signals.event_rejected, "rejection", "rejection"),
         (signals.envelope_rejected, "refusal", "error"),
+        (signals.duplicate_event, "duplicate", "event"),
     ]
     with contextlib.ExitStack() as stack:
         for signal, kind, key in connections:
