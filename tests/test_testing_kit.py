@@ -119,9 +119,10 @@ def test_at_must_be_a_time(bad: object) -> None:
         bind("c", "u", at=bad)  # type: ignore[arg-type]
 
 
-def test_at_before_1970_is_refused() -> None:
+@pytest.mark.parametrize("early", [-1, datetime(1969, 12, 31, tzinfo=timezone.utc)])
+def test_at_before_1970_is_refused(early: int | datetime) -> None:
     with pytest.raises(ValueError, match="before 1970"):
-        unbind("c", "u", at=-1)
+        unbind("c", "u", at=early)
 
 
 def test_client_key_must_be_text() -> None:
