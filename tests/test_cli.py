@@ -41,7 +41,8 @@ def server() -> t.Iterator[Server]:
     app = Flask(__name__)
     app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the next poll.
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         with capture_events(receiver) as capture:
