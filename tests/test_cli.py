@@ -301,8 +301,7 @@ def test_listen_send_replay_end_to_end(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=30) as response:
             assert json.loads(response.read())["accepted"] == 1
     finally:
-        listen.terminate()
-        output, _ = listen.communicate(timeout=20)
+        output = stop(listen)
     assert f"Listening on http://127.0.0.1:{port}/presence" in output
     assert output.count("bind     channel='lobby' uuid='alice'") == 2
     assert "refused (AuthenticationError)" in output
@@ -318,3 +317,14 @@ def test_listen_send_replay_end_to_end(tmp_path: Path) -> None:
     checked = invoke("validate", str(capture))
     assert checked.exit_code == 0, checked.output
     assert f"{capture}:1: 2 event(s), ok" in checked.output
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """Terminate a server process, kill it if it lingers, and return its output."""
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate(timeout=20)
+    return output

@@ -63,8 +63,7 @@ def test_gunicorn_serves_the_receiver() -> None:
         bad = presence_envelope(bind("lobby", "eve"), client_key="ck-guessed").to_bytes()
         assert (post(url, good), post(url, bad)) == (200, 403)
     finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
+        output = stop(process)
     assert process.returncode == 0, output
     assert "presence: alice bind lobby" in output
     assert "Refused a webhook request" in output and KEY not in output
@@ -76,3 +75,14 @@ def test_gunicorn_without_keys_does_not_boot() -> None:
     result = subprocess.run(COMMAND, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "YALGAAR_CLIENT_KEYS is not set" in result.stdout + result.stderr
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """Terminate a server process, kill it if it lingers, and return its output."""
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate(timeout=30)
+    return output
