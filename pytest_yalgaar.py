@@ -52,8 +52,8 @@ def yalgaar_client(yalgaar_app: Flask) -> WebhookClient:
 
 @pytest.fixture
 def yalgaar_events() -> t.Iterator[Capture]:
-    """Records every event, rejection, refusal and handler failure of every receiver during
-    the test, in order."""
+    """Records what every receiver does during the test, in order: events, rejected items,
+    refused requests, handler failures and skipped duplicates."""
     from yalgaar_receiver.testing import capture_events
 
     with capture_events() as capture:
