@@ -1,4 +1,9 @@
-"""Every rule of ``docs/presence.md`` against the embedded store, one test or more per rule."""
+"""Every rule of ``docs/presence.md``, one test or more per rule, against both stores.
+
+Each test that builds its tracker with ``make_tracker`` runs twice: on the embedded store, and on
+a :class:`RedisPresenceStore` backed by a real ``redis-server`` (one per module, a fresh key
+prefix per test), so both stores are held to the same rules.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import typing as t
 from pathlib import Path
 
 import pytest
+import redis
 
 from yalgaar_receiver import Event, HandlerFailure, Receiver, UnbindEvent, signals
 from yalgaar_receiver.dispatch import Emit
@@ -20,9 +26,11 @@ from yalgaar_receiver.presence import (
     PresenceChange,
     PresenceStore,
     PresenceTracker,
+    RedisPresenceStore,
 )
 
 from .presence_kit import JOINED, KEY, LEFT, OCCUPIED, VACATED, FakeClock, Recorder, event, post
+from .servers import RedisServer, start_redis
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -39,8 +47,34 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="module")
+def module_redis() -> t.Iterator[RedisServer]:
+    yield from start_redis()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def new_store(request: pytest.FixtureRequest) -> t.Iterator[t.Callable[[], PresenceStore]]:
+    """Makes empty stores of one kind; the Redis ones share a server but not a key prefix."""
+    if request.param == "memory":
+        yield MemoryPresenceStore
+        return
+    server: RedisServer = request.getfixturevalue("module_redis")
+    client = redis.Redis.from_url(server.url)
+    count = 0
+
+    def make() -> PresenceStore:
+        nonlocal count
+        count += 1
+        return RedisPresenceStore(client, prefix=f"test:{request.node.name}:{count}:")
+
+    yield make
+    client.close()
+
+
 @pytest.fixture
-def make_tracker(receiver: Receiver, clock: FakeClock) -> t.Iterator[MakeTracker]:
+def make_tracker(
+    receiver: Receiver, clock: FakeClock, new_store: t.Callable[[], PresenceStore]
+) -> t.Iterator[MakeTracker]:
     """Trackers on ``receiver`` with the fake clock and no sweeper thread unless asked; all
     closed at the end of the test."""
     made: list[PresenceTracker] = []
@@ -48,6 +82,7 @@ def make_tracker(receiver: Receiver, clock: FakeClock) -> t.Iterator[MakeTracker
     def make(**options: t.Any) -> PresenceTracker:
         options.setdefault("clock", clock)
         options.setdefault("sweep_interval", None)
+        options.setdefault("store", new_store())
         tracker = PresenceTracker(options.pop("receiver", receiver), **options)
         made.append(tracker)
         return tracker
