@@ -30,6 +30,7 @@ PIPELINE = [
     "dispatch",
     "dedupe",
     "receiver",
+    "presence",
     "blueprint",
 ]
 

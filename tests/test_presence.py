@@ -474,7 +474,7 @@ def test_filters_follow_the_receivers_rules(receiver: Receiver, make_tracker: Ma
         ("exact", "lobby"),
     ]
     with pytest.raises(TypeError, match="channel filter"):
-        tracker.on_member_left(channel=42)(print)  # type: ignore[call-overload]
+        tracker.on_member_left(channel=42)  # type: ignore[call-overload]
 
 
 def test_a_failing_handler_breaks_neither_the_others_nor_the_state(

@@ -30,7 +30,7 @@ from . import signals
 from .events import BindEvent, Event, UnbindEvent
 from .exceptions import ConfigurationError
 from .receiver import Receiver, _call, _name
-from .routing import Filter, Registry
+from .routing import Filter, Registry, compile_filters
 
 __all__ = [
     "ChangeKind",
@@ -562,7 +562,7 @@ class TransitionDecorator:
         :param channel: only transitions of channels that match.
         :param uuid: only transitions of (or, for channel transitions, caused by) matching uuids.
         """
-        filters = {"channel": channel, "uuid": uuid}
+        filters = compile_filters({"channel": channel, "uuid": uuid})
         if func is not None:
             return self._registry.add(self.kind, func, filters)
 
