@@ -663,3 +663,14 @@ def test_unbind_events_are_the_receivers(receiver: Receiver, make_tracker: MakeT
     failures = receiver.emit(event("unbind", "c", "a", 6))
     assert failures == () and isinstance(event("unbind", "c", "a"), UnbindEvent)
     assert tracker.members("c") == frozenset()
+
+
+def test_the_module_imports_the_standard_library_and_blinker_only() -> None:
+    import sys
+
+    from .test_layering import PACKAGE, imports_of
+
+    imported = imports_of(PACKAGE / "presence.py")
+    third_party = {name for name in imported if not name.startswith(".")}
+    assert third_party - set(sys.stdlib_module_names) == {"blinker"}
+    assert ".blueprint" not in imported and ".schemas" not in imported
