@@ -283,8 +283,10 @@ def test_unbind_then_bind_within_grace_emits_nothing(
     post(receiver, ("unbind", "c", "a", 101))
     assert tracker.members("c") == frozenset({"a"})  # still a member while pending
     assert tracker.occupancy("c") == 1
+    assert tracker.departing("c") == frozenset({"a"})
     clock.advance(2.9)
     post(receiver, ("bind", "c", "a", 103))
+    assert tracker.departing("c") == frozenset()
     clock.advance(10)
     assert tracker.sweep() == ()
     assert seen.take() == []
@@ -301,6 +303,7 @@ def test_departure_is_confirmed_once_when_grace_passes(
     post(receiver, ("unbind", "c", "a", 101), ("unbind", "c", "b", 101))
     clock.advance(2.999)
     assert tracker.sweep() == ()
+    assert tracker.departing("c") == frozenset({"a", "b"})
     clock.advance(0.001)
     changes = tracker.sweep()
     assert [(c.kind, c.uuid) for c in changes] == [
@@ -312,6 +315,7 @@ def test_departure_is_confirmed_once_when_grace_passes(
     assert tracker.sweep() == ()
     assert seen.take() == []
     assert tracker.channels() == frozenset()
+    assert tracker.departing("c") == frozenset()
 
 
 def test_the_next_event_confirms_due_departures_first(

@@ -4,6 +4,7 @@ headless Chromium that must show binds and unbinds as they are posted, without a
 from __future__ import annotations
 
 import json
+import re
 import threading
 import typing as t
 import urllib.request
@@ -29,11 +30,11 @@ BROWSER_ARGS = [
 ]
 
 
-def make_app(stream_seconds: float) -> Flask:
+def make_app(stream_seconds: float, grace_seconds: float = 0) -> Flask:
     return create_app(
         {
             "YALGAAR_CLIENT_KEYS": [KEY],
-            "YALGAAR_PRESENCE_GRACE_SECONDS": 0,
+            "YALGAAR_PRESENCE_GRACE_SECONDS": grace_seconds,
             "YALGAAR_DASHBOARD_HEARTBEAT_SECONDS": 0.2,
             "YALGAAR_DASHBOARD_STREAM_SECONDS": stream_seconds,
         }
@@ -60,7 +61,7 @@ def test_posted_webhooks_show_in_the_state(app: Flask) -> None:
     assert answer.status_code == 200
     client.post("/yalgaar/presence", data=body(("bind", "game-42", "bob", 100)))
     assert client.get("/state").get_json()["channels"] == [
-        {"channel": "game-42", "members": ["alice", "bob"], "occupancy": 2}
+        {"channel": "game-42", "members": ["alice", "bob"], "occupancy": 2, "departing": []}
     ]
     page = client.get("/")
     assert page.status_code == 200
@@ -127,7 +128,7 @@ def test_closing_the_dashboard_ends_open_streams(app: Flask) -> None:
 def served() -> t.Iterator[str]:
     """The app behind a real threaded HTTP server on 127.0.0.1, in a thread of this process;
     its stream outlives the test, and closing the dashboard ends it."""
-    app = make_app(stream_seconds=60)
+    app = make_app(stream_seconds=60, grace_seconds=0.5)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="dashboard-server")
     thread.start()
@@ -178,6 +179,9 @@ def test_the_page_shows_binds_and_unbinds_live(served: str, tmp_path: Path) -> N
             page.screenshot(path=str(tmp_path / "dashboard.png"))
 
             send(served, ("unbind", "game-42", "alice", 102))
+            # Unbound but in its grace time (0.5 s): marked, still counted; then it leaves.
+            expect(alice).to_have_class(re.compile(r"\bdeparting\b"), timeout=10_000)
+            page.screenshot(path=str(tmp_path / "departing.png"))
             expect(alice).to_have_class("member left", timeout=10_000)  # highlighted, then gone
             expect(alice).to_have_count(0, timeout=10_000)
             expect(card.locator(".occupancy")).to_have_text("1")

@@ -200,6 +200,8 @@ class PresenceMachine(RuleBasedStateMachine):
             expected = members.get(channel, frozenset())
             assert self.tracker.members(channel) == expected
             assert self.tracker.occupancy(channel) == len(expected)
+            leaving = {u for (c, u) in self.model.leaving if c == channel}
+            assert self.tracker.departing(channel) == leaving
 
 
 SETTINGS = settings(

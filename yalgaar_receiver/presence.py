@@ -132,6 +132,10 @@ class PresenceStore(t.Protocol):
         """``len(members(channel))``, without fetching the members."""
         ...
 
+    def departing(self, channel: str) -> frozenset[str]:
+        """The members of ``channel`` whose departure is pending (in its grace time)."""
+        ...
+
     def channels(self) -> frozenset[str]:
         """Every channel with at least one member."""
         ...
@@ -201,6 +205,14 @@ class MemoryPresenceStore:
     def occupancy(self, channel: str) -> int:
         with self._lock:
             return len(self._members.get(channel, ()))
+
+    def departing(self, channel: str) -> frozenset[str]:
+        with self._lock:
+            return frozenset(
+                uuid
+                for uuid in self._members.get(channel, ())
+                if self._records[channel, uuid].pending
+            )
 
     def channels(self) -> frozenset[str]:
         with self._lock:
@@ -495,6 +507,11 @@ class RedisPresenceStore:
     def occupancy(self, channel: str) -> int:
         return int(self.client.scard(self._members_key(channel)))
 
+    def departing(self, channel: str) -> frozenset[str]:
+        # "11:..." is present and pending; see the layout above _LUA_COMMON.
+        states = self.client.hgetall(f"{self.prefix}state:{channel}")
+        return frozenset(_text(u) for u, state in states.items() if _text(state)[:2] == "11")
+
     def channels(self) -> frozenset[str]:
         return frozenset(_text(c) for c in self.client.smembers(self.prefix + "channels"))
 
@@ -674,6 +691,11 @@ class PresenceTracker:
     def channels(self) -> frozenset[str]:
         """Every channel that has at least one member now."""
         return self.store.channels()
+
+    def departing(self, channel: str) -> frozenset[str]:
+        """The members of ``channel`` whose departure is pending: unbound, but still in their
+        grace time (always empty with ``grace_seconds=0``)."""
+        return self.store.departing(channel)
 
     # -- changing --------------------------------------------------------------------------
 

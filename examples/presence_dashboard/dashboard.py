@@ -20,11 +20,11 @@ import queue
 import threading
 import time
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, Response, current_app, jsonify, render_template
 
-from yalgaar_receiver import Event, PresenceEvent, Receiver, create_blueprint
+from yalgaar_receiver import Event, PresenceEvent, Receiver, create_blueprint, signals
 from yalgaar_receiver.presence import (
     MemoryPresenceStore,
     PresenceStore,
@@ -97,19 +97,30 @@ class Dashboard:
     receiver: Receiver
     tracker: PresenceTracker
     hub: Hub
+    #: Called by :meth:`close`: undo what was connected to signals.
+    cleanups: list[t.Callable[[], None]] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, t.Any]:
         """Every channel with its members, sorted, as the page renders it."""
-        channels = []
-        for channel in sorted(self.tracker.channels()):
-            members = sorted(self.tracker.members(channel))
-            channels.append({"channel": channel, "members": members, "occupancy": len(members)})
+        channels = [self.channel(name) for name in sorted(self.tracker.channels())]
         return {"channels": channels, "grace_seconds": self.tracker.rules.grace_seconds}
+
+    def channel(self, channel: str) -> dict[str, t.Any]:
+        """One channel's members, and which of them are in their grace time."""
+        members = sorted(self.tracker.members(channel))
+        return {
+            "channel": channel,
+            "members": members,
+            "occupancy": len(members),
+            "departing": sorted(self.tracker.departing(channel)),
+        }
 
     def close(self) -> None:
         """End the streams and stop the tracker."""
         self.hub.close()
         self.tracker.close()
+        for cleanup in self.cleanups:
+            cleanup()
 
 
 def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
@@ -161,23 +172,13 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
 
 
 def _connect(dashboard: Dashboard) -> None:
-    """Publish every transition and every raw presence event to the pages."""
-    tracker, hub = dashboard.tracker, dashboard.hub
+    """Publish every raw presence event, every transition, and the channel's state after each
+    event, to the pages."""
+    tracker, hub, receiver = dashboard.tracker, dashboard.hub, dashboard.receiver
 
     def change(kind: str) -> t.Callable[..., None]:
         def publish(channel: str, uuid: str | None = None) -> None:
-            members = sorted(tracker.members(channel))
-            hub.publish(
-                "change",
-                {
-                    "kind": kind,
-                    "channel": channel,
-                    "uuid": uuid,
-                    "members": members,
-                    "occupancy": len(members),
-                    "at": time.time(),
-                },
-            )
+            hub.publish("change", {"kind": kind, "uuid": uuid, **dashboard.channel(channel)})
 
         return publish
 
@@ -186,7 +187,17 @@ def _connect(dashboard: Dashboard) -> None:
     tracker.on_channel_occupied(change("channel_occupied"))
     tracker.on_channel_vacated(change("channel_vacated"))
 
-    @dashboard.receiver.on_presence
+    # The receiver sends ``presence`` after ``bind``/``unbind``, so after the tracker applied the
+    # event: the state published here shows a departure entering or leaving its grace time.
+    def settled(sender: Receiver, *, event: Event, **extra: t.Any) -> None:
+        if event.channel is not None:
+            hub.publish("channel", dashboard.channel(event.channel))
+
+    signals.presence.connect(settled, sender=receiver, weak=False)
+    dashboard.cleanups.append(lambda: signals.presence.disconnect(settled))
+
+    # A decorated handler runs before the tracker: the log shows the event before its effects.
+    @receiver.on_presence
     def raw(event: Event) -> None:
         assert isinstance(event, PresenceEvent)
         hub.publish(
@@ -197,7 +208,6 @@ def _connect(dashboard: Dashboard) -> None:
                 "channel": event.channel,
                 "uuid": event.uuid,
                 "timestamp": None if event.timestamp is None else event.timestamp.isoformat(),
-                "at": time.time(),
             },
         )
 
