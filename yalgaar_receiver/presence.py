@@ -438,6 +438,16 @@ return out
 )
 
 
+class _RedisClient(t.Protocol):
+    """The part of a redis-py client this store uses (``redis.Redis``)."""
+
+    def register_script(self, script: str) -> t.Any: ...
+    def zrange(self, name: str, start: int, end: int, *, withscores: bool) -> t.Any: ...
+    def smembers(self, name: str) -> t.Any: ...
+    def scard(self, name: str) -> t.Any: ...
+    def hgetall(self, name: str) -> t.Any: ...
+
+
 class RedisPresenceStore:
     """Presence state in Redis, shared by every process that uses the same server and prefix.
 
@@ -455,7 +465,7 @@ class RedisPresenceStore:
 
     def __init__(
         self,
-        redis_client: t.Any,
+        redis_client: _RedisClient,
         *,
         prefix: str = "yalgaar:presence:",
         sweep_limit: int = 200,
