@@ -464,6 +464,10 @@ def test_filters_follow_the_receivers_rules(receiver: Receiver, make_tracker: Ma
     def exact(channel: str) -> None:
         got.append(("exact", channel))
 
+    @tracker.on_channel_occupied(uuid="carol")  # the member whose join occupied the channel
+    def cause(channel: str) -> None:
+        got.append(("cause", channel))
+
     assert glob.__name__ == "glob"  # returned unchanged
     post(
         receiver,
@@ -476,6 +480,7 @@ def test_filters_follow_the_receivers_rules(receiver: Receiver, make_tracker: Ma
         ("predicate", "game-7"),
         ("regex", "lobby", "bot-1"),
         ("exact", "lobby"),
+        ("cause", "lobby-2"),
     ]
     with pytest.raises(TypeError, match="channel filter"):
         tracker.on_member_left(channel=42)  # type: ignore[call-overload]

@@ -453,8 +453,8 @@ class RedisPresenceStore:
 
     Each call is one Lua script, run atomically by the server, so two app servers applying events
     for the same channel at once still produce each transition exactly once, and a due departure
-    is confirmed by whichever process sweeps first. Needs Redis 5 or later, one server or a
-    primary with replicas; the scripts compute their keys, so Redis Cluster is not supported.
+    is confirmed by whichever process sweeps first. One server or a primary with replicas: the
+    scripts compute their keys, so Redis Cluster is not supported.
 
     :param redis_client: a ``redis.Redis`` (or compatible) client; ``decode_responses`` may be
         either.
