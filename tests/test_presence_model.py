@@ -1,5 +1,8 @@
 """The tracker against a small reference model, over random binds, unbinds, resends and clock moves.
 
+Two trackers (two receivers, as on two app servers) share one store, and each step goes through
+one of them, so the model also checks that a transition is emitted once between the two.
+
 The model states the rules of ``docs/presence.md`` as plainly as possible (who is present, whose
 departure is pending until when) and derives the transitions by comparing member sets before and
 after each step, instead of deciding them as the stores do. Hypothesis looks for a sequence where
@@ -9,6 +12,7 @@ the two disagree: in the transitions a step emits, in their order, or in the sta
 from __future__ import annotations
 
 import collections
+import typing as t
 from dataclasses import dataclass, field
 
 import hypothesis.strategies as st
@@ -32,11 +36,22 @@ from yalgaar_receiver.presence import (
     RedisPresenceStore,
 )
 
-from .presence_kit import JOINED, KEY, LEFT, OCCUPIED, VACATED, FakeClock, Recorder, Seen, event
+from .presence_kit import (
+    JOINED,
+    KEY,
+    LEFT,
+    OCCUPIED,
+    VACATED,
+    FakeClock,
+    Recorder,
+    Seen,
+    body,
+    event,
+)
 from .servers import RedisServer
 
 CHANNELS = ("game-1", "game-2")
-UUIDS = ("alice", "bob", "carol")
+UUIDS = ("alice", "bob")
 Key = tuple[str, str]
 
 
@@ -125,38 +140,54 @@ class PresenceMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
-        self.receiver = Receiver(client_keys=[KEY])
-        self.tracker: PresenceTracker | None = None
+        # Two app servers on one store: each event goes through the receiver of one of them.
+        self.receivers = (Receiver(client_keys=[KEY]), Receiver(client_keys=[KEY]))
+        self.trackers: list[PresenceTracker] = []
+        self.recorders: list[Recorder] = []
         self.model = Model(grace=0, ttl=None, now=self.clock.now)
 
     @initialize(grace=st.sampled_from([0, 3]), ttl=st.sampled_from([None, 10]))
     def start(self, grace: float, ttl: float | None) -> None:
-        self.tracker = PresenceTracker(
-            self.receiver,
-            store=self.new_store(),
-            grace_seconds=grace,
-            member_ttl=ttl,
-            watermark_ttl=10**9,  # forgetting is tested on its own; the model never forgets
-            sweep_interval=None,
-            clock=self.clock,
-        )
-        self.seen = Recorder(self.tracker)
+        store = self.new_store()
+        for receiver in self.receivers:
+            tracker = PresenceTracker(
+                receiver,
+                store=store,
+                grace_seconds=grace,
+                member_ttl=ttl,
+                watermark_ttl=10**9,  # forgetting is tested on its own; the model never forgets
+                sweep_interval=None,
+                clock=self.clock,
+            )
+            self.trackers.append(tracker)
+            self.recorders.append(Recorder(tracker))
         self.model = Model(grace=grace, ttl=ttl, now=self.clock.now)
 
     def teardown(self) -> None:
-        if self.tracker is not None:
-            self.tracker.close()
+        for tracker in self.trackers:
+            tracker.close()
 
-    def _step(self, action: str, channel: str, uuid: str, stamp: int | None) -> None:
-        self.receiver.emit(event(action, channel, uuid, stamp))
-        got = self.seen.take()
-        before = self.model.members()
-        self.model.settle()
-        settled = self.model.members()
-        self.model.apply(action, (channel, uuid), stamp)
-        expected = diff(before, settled) + diff(settled, self.model.members())
+    def _taken(self) -> list[Seen]:
+        return [seen for recorder in self.recorders for seen in recorder.take()]
+
+    def _expect(self, items: t.Sequence[Sent]) -> list[Seen]:
+        """The model's transitions for ``items``, applied one after another."""
+        expected: list[Seen] = []
+        for action, channel, uuid, stamp in items:
+            before = self.model.members()
+            self.model.settle()
+            settled = self.model.members()
+            self.model.apply(action, (channel, uuid), stamp)
+            expected += diff(before, settled) + diff(settled, self.model.members())
+        return expected
+
+    def _compare(self, got: list[Seen], expected: list[Seen]) -> None:
         assert collections.Counter(got) == collections.Counter(expected), (got, expected)
         check_order(got)
+
+    def _step(self, item: Sent, via: int) -> None:
+        self.receivers[via].emit(event(*item))
+        self._compare(self._taken(), self._expect([item]))
 
     @rule(
         target=sent,
@@ -164,44 +195,50 @@ class PresenceMachine(RuleBasedStateMachine):
         channel=st.sampled_from(CHANNELS),
         uuid=st.sampled_from(UUIDS),
         stamp=st.none() | st.integers(min_value=100, max_value=104),
+        via=st.sampled_from([0, 1]),
     )
-    def send(self, action: str, channel: str, uuid: str, stamp: int | None) -> Sent:
-        self._step(action, channel, uuid, stamp)
-        return (action, channel, uuid, stamp)
+    def send(self, action: str, channel: str, uuid: str, stamp: int | None, via: int) -> Sent:
+        item = (action, channel, uuid, stamp)
+        self._step(item, via)
+        return item
 
-    @rule(item=sent)
-    def resend(self, item: Sent) -> None:
+    @rule(item=sent, via=st.sampled_from([0, 1]))
+    def resend(self, item: Sent, via: int) -> None:
         """A duplicate, and since other events came in between, a late (reordered) one."""
-        self._step(*item)
+        self._step(item, via)
+
+    @rule(items=st.lists(sent, min_size=2, max_size=5), via=st.sampled_from([0, 1]))
+    def batch(self, items: list[Sent], via: int) -> None:
+        """Earlier events again, in any order, as one webhook body through ``handle``."""
+        outcome = self.receivers[via].handle(body(*items))
+        assert len(outcome.accepted) == len(items) and not outcome.failed
+        self._compare(self._taken(), self._expect(items))
 
     @rule(seconds=st.sampled_from([0.5, 1, 2.5, 3, 5, 10, 11]))
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
         self.model.now = self.clock.now
 
-    @rule()
-    def sweep(self) -> None:
-        assert self.tracker is not None
-        self.tracker.sweep()
-        got = self.seen.take()
+    @rule(via=st.sampled_from([0, 1]))
+    def sweep(self, via: int) -> None:
+        if not self.trackers:
+            return
+        self.trackers[via].sweep()
         before = self.model.members()
         self.model.settle()
-        expected = diff(before, self.model.members())
-        assert collections.Counter(got) == collections.Counter(expected), (got, expected)
-        check_order(got)
+        self._compare(self._taken(), diff(before, self.model.members()))
 
     @invariant()
     def same_state(self) -> None:
-        if self.tracker is None:
-            return
         members = self.model.members()
-        assert self.tracker.channels() == frozenset(members)
-        for channel in CHANNELS:
-            expected = members.get(channel, frozenset())
-            assert self.tracker.members(channel) == expected
-            assert self.tracker.occupancy(channel) == len(expected)
-            leaving = {u for (c, u) in self.model.leaving if c == channel}
-            assert self.tracker.departing(channel) == leaving
+        for tracker in self.trackers:
+            assert tracker.channels() == frozenset(members)
+            for channel in CHANNELS:
+                expected = members.get(channel, frozenset())
+                assert tracker.members(channel) == expected
+                assert tracker.occupancy(channel) == len(expected)
+                leaving = {u for (c, u) in self.model.leaving if c == channel}
+                assert tracker.departing(channel) == leaving
 
 
 SETTINGS = settings(
