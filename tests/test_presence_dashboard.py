@@ -14,9 +14,10 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from examples.presence_dashboard.dashboard import Dashboard, create_app
+from yalgaar_receiver.presence import RedisPresenceStore
 
 from .presence_kit import KEY, body
-from .servers import require_program
+from .servers import RedisServer, require_program
 
 BROWSER_ARGS = [
     "--headless",
@@ -225,3 +226,22 @@ def test_the_page_shows_binds_and_unbinds_live(served: str, tmp_path: Path) -> N
             assert page.evaluate("Array.isArray(window.__classes)")  # never reloaded
         finally:
             browser.close()
+
+
+def test_two_dashboards_share_the_state_through_redis(redis_server: RedisServer) -> None:
+    settings = {
+        "YALGAAR_CLIENT_KEYS": KEY,  # one comma-separated string, as from the environment
+        "YALGAAR_PRESENCE_GRACE_SECONDS": "0",
+        "YALGAAR_PRESENCE_REDIS_URL": redis_server.url,
+    }
+    first, second = create_app(settings), create_app(settings)
+    try:
+        first.test_client().post("/yalgaar/presence", data=body(("bind", "hall", "alice", 1)))
+        second.test_client().post("/yalgaar/presence", data=body(("bind", "hall", "bob", 2)))
+        for app in (first, second):
+            state = app.test_client().get("/state").get_json()
+            assert state["channels"][0]["members"] == ["alice", "bob"]
+        assert isinstance(dashboard(first).tracker.store, RedisPresenceStore)
+    finally:
+        for app in (first, second):
+            dashboard(app).close()  # also closes its redis client

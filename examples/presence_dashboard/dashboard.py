@@ -97,7 +97,7 @@ class Dashboard:
     receiver: Receiver
     tracker: PresenceTracker
     hub: Hub
-    #: Called by :meth:`close`: undo what was connected to signals.
+    #: Called by :meth:`close`, after the tracker stopped: disconnect, close clients.
     cleanups: list[t.Callable[[], None]] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, t.Any]:
@@ -138,12 +138,13 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     app.config.update(config or {})
 
     receiver = Receiver(allow_unauthenticated=_flag(app.config["YALGAAR_ALLOW_UNAUTHENTICATED"]))
+    cleanups: list[t.Callable[[], None]] = []
     tracker = PresenceTracker(
         receiver,
-        store=_store(str(app.config["YALGAAR_PRESENCE_REDIS_URL"])),
+        store=_store(str(app.config["YALGAAR_PRESENCE_REDIS_URL"]), cleanups),
         grace_seconds=float(app.config["YALGAAR_PRESENCE_GRACE_SECONDS"]),
     )
-    dashboard = Dashboard(receiver=receiver, tracker=tracker, hub=Hub())
+    dashboard = Dashboard(receiver=receiver, tracker=tracker, hub=Hub(), cleanups=cleanups)
     app.extensions["presence_dashboard"] = dashboard
     _connect(dashboard)
     app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
@@ -239,12 +240,14 @@ def _sse(name: str, data: str) -> str:
     return f"event: {name}\ndata: {data}\n\n"
 
 
-def _store(redis_url: str) -> PresenceStore:
+def _store(redis_url: str, cleanups: list[t.Callable[[], None]]) -> PresenceStore:
     if not redis_url:
         return MemoryPresenceStore()
     import redis  # only when asked for: the dashboard runs without the redis extra
 
-    return RedisPresenceStore(redis.Redis.from_url(redis_url))
+    client = redis.Redis.from_url(redis_url)
+    cleanups.append(client.close)
+    return RedisPresenceStore(client)
 
 
 def _flag(value: object) -> bool:
