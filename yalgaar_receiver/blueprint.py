@@ -11,6 +11,7 @@ redirect loses the body) and never 410 (senders read it as "disable this webhook
 
 from __future__ import annotations
 
+import math
 import typing as t
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -20,6 +21,7 @@ from .events import Outcome, Rejection
 from .exceptions import (
     AuthenticationError,
     ConfigurationError,
+    DispatchUnavailableError,
     InvalidEnvelopeError,
     PayloadTooLargeError,
     YalgaarError,
@@ -40,6 +42,8 @@ _REFUSAL_STATUS: t.Final[t.Mapping[type[YalgaarError], tuple[int, str]]] = {
     PayloadTooLargeError: (413, "Payload too large"),
     InvalidEnvelopeError: (400, "Invalid Yalgaar envelope"),
     AuthenticationError: (403, "Forbidden"),
+    # Temporary: the sender should send the same body again after Retry-After seconds.
+    DispatchUnavailableError: (503, "Service unavailable"),
 }
 
 
@@ -78,7 +82,7 @@ def create_blueprint(receiver: Receiver, name: str = "yalgaar") -> Blueprint:
             outcome = receiver.handle(
                 _read_body(receiver), source_hint=source_hint, client_keys=keys
             )
-        except REFUSALS as error:
+        except (*REFUSALS, DispatchUnavailableError) as error:
             return _problem(error)
         status = 500 if outcome.failed and receiver.fail_on_handler_error else 200
         response = jsonify(_summary(outcome))
@@ -133,6 +137,9 @@ def _problem(error: YalgaarError) -> Response:
     response = jsonify(body)
     response.status_code = status
     response.mimetype = _PROBLEM
+    if isinstance(error, DispatchUnavailableError):
+        # Whole seconds, at least one: the header has no fractions, and 0 invites a hot loop.
+        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return response
 
 
