@@ -39,7 +39,7 @@ from .exceptions import (
     YalgaarError,
 )
 from .parsing import Envelope, load_envelopes, read_envelopes
-from .routing import Filter, Registry
+from .routing import Filter, Registry, compile_filters
 
 __all__ = ["HandlerDecorator", "Receiver"]
 
@@ -93,7 +93,7 @@ class HandlerDecorator:
         :param channel: only events whose channel matches (see :data:`~.routing.Filter`).
         :param uuid: only events whose uuid matches; an event without a uuid never matches.
         """
-        filters = {"channel": channel, "uuid": uuid}
+        filters = compile_filters({"channel": channel, "uuid": uuid})
         if func is not None:
             return self._registry.add(self.event_class, func, filters)
 
