@@ -3,9 +3,14 @@
 A :class:`Dispatcher` takes the events of one request and a function that runs one event through
 every handler and subscriber (:meth:`Receiver.emit <yalgaar_receiver.Receiver.emit>`). The default,
 :class:`InlineDispatcher`, runs them before the request is answered, so a failing handler can make
-the answer a 500 and the sender try again. Other strategies (a thread pool, a task queue) answer
-first and run later; they plug in through ``Receiver(dispatcher=...)`` without the receiver
-knowing which one it has.
+the answer a 500 and the sender try again. :class:`ThreadPoolDispatcher` answers as soon as the
+events are queued in memory and runs them on a bounded pool of threads;
+:class:`~yalgaar_receiver.celery.CeleryDispatcher` (its own module, for the optional dependency)
+sends them to a Celery broker. Each plugs in through ``Receiver(dispatcher=...)`` without the
+receiver knowing which one it has; ``docs/delivery.md`` says what each one promises.
+
+A strategy that cannot take a request's events raises
+:class:`~yalgaar_receiver.DispatchUnavailableError` (HTTP 503 with ``Retry-After``).
 """
 
 from __future__ import annotations
