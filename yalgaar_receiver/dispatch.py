@@ -39,7 +39,12 @@ Emit = t.Callable[[Event], t.Sequence[HandlerFailure]]
 
 @t.runtime_checkable
 class Dispatcher(t.Protocol):
-    """A dispatch strategy."""
+    """A dispatch strategy.
+
+    A strategy that runs events in another process, where no request brings it an ``emit``,
+    may also have an ``attach(receiver)`` method: ``Receiver(dispatcher=...)`` calls it with
+    the receiver whose :meth:`~yalgaar_receiver.Receiver.emit` the other process should call.
+    """
 
     def dispatch(self, events: t.Sequence[Event], emit: Emit) -> t.Sequence[HandlerFailure]:
         """Hand ``events`` to ``emit``, now or later, in order.

@@ -140,6 +140,11 @@ class Receiver:
         self.max_depth = _positive(max_depth, "max_depth")
         self.fail_on_handler_error = fail_on_handler_error
         self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else InlineDispatcher()
+        # A dispatcher that runs events in another process (a Celery worker) must find this
+        # receiver there; it asks for it with an ``attach`` method.
+        attach = getattr(self.dispatcher, "attach", None)
+        if callable(attach):
+            attach(self)
         self._registry: Registry[type[Event]] = Registry(
             lambda key, event_class: issubclass(event_class, key)
         )
