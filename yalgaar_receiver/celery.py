@@ -144,6 +144,9 @@ class CeleryDispatcher:
             reject_on_worker_lost=True,
             max_retries=max_retries,
             serializer="json",
+            # Nobody reads these results; and a web process that waits for results subscribes
+            # to the result backend on every send, which breaks for good when it restarts.
+            ignore_result=True,
         )(emit_event)
 
     def __repr__(self) -> str:
