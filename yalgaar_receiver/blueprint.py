@@ -42,7 +42,6 @@ _REFUSAL_STATUS: t.Final[t.Mapping[type[YalgaarError], tuple[int, str]]] = {
     PayloadTooLargeError: (413, "Payload too large"),
     InvalidEnvelopeError: (400, "Invalid Yalgaar envelope"),
     AuthenticationError: (403, "Forbidden"),
-    # Temporary: the sender should send the same body again after Retry-After seconds.
     DispatchUnavailableError: (503, "Service unavailable"),
 }
 
@@ -85,7 +84,7 @@ def create_blueprint(receiver: Receiver, name: str = "yalgaar") -> Blueprint:
         except (*REFUSALS, DispatchUnavailableError) as error:
             return _problem(error)
         status = 500 if outcome.failed and receiver.fail_on_handler_error else 200
-        response = jsonify(_summary(outcome))
+        response = jsonify(_summary(outcome, deduplicating=receiver.dedupe is not None))
         response.status_code = status
         return response
 
@@ -138,17 +137,21 @@ def _problem(error: YalgaarError) -> Response:
     response.status_code = status
     response.mimetype = _PROBLEM
     if isinstance(error, DispatchUnavailableError):
-        # Whole seconds, at least one: the header has no fractions, and 0 invites a hot loop.
+        # Whole seconds: the only form of Retry-After besides an HTTP date.
         response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return response
 
 
-def _summary(outcome: Outcome) -> dict[str, t.Any]:
-    return {
+def _summary(outcome: Outcome, *, deduplicating: bool = False) -> dict[str, t.Any]:
+    summary = {
         "accepted": len(outcome.accepted),
         "rejected": [_rejection(r) for r in outcome.rejected],
         "failed": len(outcome.failed),
     }
+    if deduplicating:
+        # Only with a dedupe store, so that the answer of a receiver without one is unchanged.
+        summary["duplicates"] = len(outcome.duplicates)
+    return summary
 
 
 def _rejection(rejection: Rejection) -> dict[str, t.Any]:

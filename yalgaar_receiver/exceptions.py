@@ -87,6 +87,9 @@ class PayloadTooLargeError(YalgaarError):
 class DispatchUnavailableError(YalgaarError):
     """The dispatcher cannot take the events now; nothing of the request was accepted.
 
+    With de-duplication, the events of the request that did run before this was raised are
+    marked done, so sending the whole body again runs only the others.
+
     :param retry_after: seconds after which sending again may succeed (HTTP ``Retry-After``).
     """
 
