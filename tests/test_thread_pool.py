@@ -362,3 +362,25 @@ def test_interpreter_exit_drains_the_queue(tmp_path: Path) -> None:
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout == "queued\n"
     assert out.read_text().split() == [str(i) for i in range(20)]
+
+
+def test_an_emit_that_says_not_now_is_tried_again(tmp_path: Path) -> None:
+    sink = JsonLinesDeadLetterSink(tmp_path / "dead.jsonl")
+    tries: collections.Counter[str] = collections.Counter()
+
+    def emit(event: Event) -> tuple[()]:
+        assert event.uuid is not None
+        tries[event.uuid] += 1
+        if event.uuid == "no" or tries[event.uuid] < 2:
+            raise DispatchUnavailableError("another delivery is running", retry_after=0.01)
+        return ()
+
+    events = [
+        MessageEvent(channel="c", uuid=u, timestamp=None, message="m") for u in ("soon", "never")
+    ]
+    with ThreadPoolDispatcher(max_workers=1, dead_letters=sink) as dispatcher:
+        dispatcher.dispatch(events, emit)
+    assert tries == {"soon": 2, "no": 3}
+    (letter,) = sink.entries()
+    assert letter.load_event().uuid == "no"
+    assert letter.error == "DispatchUnavailableError: another delivery is running"

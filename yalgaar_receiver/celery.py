@@ -237,7 +237,10 @@ class CeleryDispatcher:
             letters = [DeadLetter.from_failure(f, attempts=attempt) for f in failures]
             cause = failures[0].error
         if task.request.retries < self.max_retries:
-            self._retry(task, self.backoff(task.request.retries), cause)
+            countdown = self.backoff(task.request.retries)
+            if isinstance(cause, DispatchUnavailableError):  # emit's own "not now"
+                countdown = max(countdown, cause.retry_after)
+            self._retry(task, countdown, cause)
         logger.error("Giving up %r after %d attempt(s); kept as a dead letter", event, attempt)
         for letter in letters:
             self._bury(letter, task)

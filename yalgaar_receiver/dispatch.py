@@ -33,6 +33,11 @@ __all__ = ["Dispatcher", "Emit", "InlineDispatcher", "ThreadPoolDispatcher"]
 
 logger = logging.getLogger("yalgaar_receiver.dispatch")
 
+# How often a background thread runs an event whose emit answered "not now"
+# (DispatchUnavailableError), and the longest it waits in between; then it is a dead letter.
+_EMIT_ATTEMPTS: t.Final = 3
+_EMIT_WAIT_MAX: t.Final = 5.0
+
 #: Runs one event through every handler and subscriber and returns the calls that raised.
 Emit = t.Callable[[Event], t.Sequence[HandlerFailure]]
 
@@ -80,8 +85,11 @@ class ThreadPoolDispatcher:
     that dies. :meth:`close` (called at interpreter exit too) stops taking events and runs the
     ones already queued. A handler that raises is reported on ``handler_failed`` by
     :meth:`Receiver.emit <yalgaar_receiver.Receiver.emit>` and, when ``dead_letters`` is given,
-    kept there for :func:`~yalgaar_receiver.dead_letters.replay`. With more than one worker,
-    events run in parallel and their order is not kept; ``max_workers=1`` keeps it.
+    kept there for :func:`~yalgaar_receiver.dead_letters.replay`. When ``emit`` itself answers
+    "not now" (:class:`~yalgaar_receiver.DispatchUnavailableError` from a de-duplication store),
+    the thread waits as asked and tries twice more before the event becomes a dead letter. With
+    more than one worker, events run in parallel and their order is not kept; ``max_workers=1``
+    keeps it.
 
     Handlers run outside any Flask application or request context; push one in the handler
     (``with app.app_context():``) when it needs ``current_app``.
@@ -265,16 +273,27 @@ class ThreadPoolDispatcher:
                     self._idle.notify_all()
 
     def _run(self, event: Event, emit: Emit) -> None:
-        try:
-            failures = emit(event)
-        except Exception as error:
-            # emit isolates every handler; this catches what lies around them (a store it
-            # consults, say), so that the thread lives on and the event is not lost.
-            logger.exception("Dispatching %r failed", event)
-            self._give_up(event, error)
+        for attempt in range(1, _EMIT_ATTEMPTS + 1):
+            try:
+                failures = emit(event)
+            except DispatchUnavailableError as error:
+                # emit's own "not now" (with de-duplication: the store is down, or another
+                # delivery of this event is running): wait as it asks, then try again.
+                if attempt < _EMIT_ATTEMPTS:
+                    logger.warning("Event %r not run yet (%s); trying again", event, error)
+                    time.sleep(min(error.retry_after, _EMIT_WAIT_MAX))
+                    continue
+                self._give_up(event, error)
+                return
+            except Exception as error:
+                # emit isolates every handler; this catches what lies around them, so that the
+                # thread lives on and the event is not lost.
+                logger.exception("Dispatching %r failed", event)
+                self._give_up(event, error)
+                return
+            for failure in failures:
+                self._keep(DeadLetter.from_failure(failure))
             return
-        for failure in failures:
-            self._keep(DeadLetter.from_failure(failure))
 
     def _give_up(self, event: Event, error: BaseException | str) -> None:
         letter = DeadLetter.from_error(event, error)
