@@ -376,7 +376,7 @@ def test_an_emit_that_says_not_now_is_tried_again(tmp_path: Path) -> None:
         return ()
 
     events = [
-        MessageEvent(channel="c", uuid=u, timestamp=None, message="m") for u in ("soon", "never")
+        MessageEvent(channel="c", uuid=u, timestamp=None, message="m") for u in ("soon", "no")
     ]
     with ThreadPoolDispatcher(max_workers=1, dead_letters=sink) as dispatcher:
         dispatcher.dispatch(events, emit)
