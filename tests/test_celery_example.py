@@ -73,3 +73,39 @@ def test_the_example_worker_handles_what_the_web_side_accepted(
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
+
+
+def test_the_replay_command_runs_the_dead_letters(tmp_path: Path) -> None:
+    from yalgaar_receiver import parse_envelope
+    from yalgaar_receiver.dead_letters import DeadLetter, JsonLinesDeadLetterSink
+
+    path = tmp_path / "dead.jsonl"
+    sink = JsonLinesDeadLetterSink(path)
+    event = parse_envelope(payload("presence-bind.json")).events[0]
+    sink.put(DeadLetter.from_error(event, "database down", handler="examples.celery_app.joined"))
+    finished = subprocess.run(
+        [sys.executable, "-m", "examples.celery_app", "replay"],
+        cwd=ROOT,
+        env={**os.environ, "YALGAAR_DEAD_LETTERS": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert finished.stdout.splitlines() == [
+        "User-1a2b3c4d joined lobby at 2018-03-21 05:20:00+00:00",
+        "1 event(s) succeeded, 0 handler call(s) failed again, 0 entr(y/ies) skipped",
+    ]
+    assert sink.entries() == []
+
+
+def test_importing_the_package_imports_no_optional_dependency() -> None:
+    code = (
+        "import sys, yalgaar_receiver, yalgaar_receiver.dispatch, yalgaar_receiver.dead_letters,"
+        " yalgaar_receiver.serialization\n"
+        "print(sorted(m for m in ('celery', 'kombu', 'redis', 'billiard') if m in sys.modules))"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert finished.stdout.strip() == "[]"

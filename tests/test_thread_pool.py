@@ -384,3 +384,43 @@ def test_an_emit_that_says_not_now_is_tried_again(tmp_path: Path) -> None:
     (letter,) = sink.entries()
     assert letter.load_event().uuid == "no"
     assert letter.error == "DispatchUnavailableError: another delivery is running"
+
+
+def test_a_forked_child_starts_its_own_threads(tmp_path: Path) -> None:
+    out = tmp_path / "handled.txt"
+    script = tmp_path / "fork_script.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from yalgaar_receiver import MessageEvent\n"
+        "from yalgaar_receiver.dispatch import ThreadPoolDispatcher\n"
+        "pool = ThreadPoolDispatcher(max_workers=2, queue_size=10)\n"
+        "def emit(event):\n"
+        "    with open(sys.argv[1], 'a') as file:\n"
+        "        file.write(f'{event.uuid} {os.getpid()}\\n')\n"
+        "    return ()\n"
+        "def send(name):\n"
+        "    event = MessageEvent(channel='c', uuid=name, timestamp=None, message='m')\n"
+        "    pool.dispatch([event], emit)\n"
+        "send('parent-1')\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    send('child')\n"
+        "    os._exit(0 if pool.close(10) else 1)\n"
+        "send('parent-2')\n"
+        "_, status = os.waitpid(child, 0)\n"
+        "assert pool.close(10) and os.waitstatus_to_exitcode(status) == 0\n"
+        "print(child)\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, str(script), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    child = finished.stdout.strip()
+    handled = dict(line.split() for line in out.read_text().splitlines())
+    assert set(handled) == {"parent-1", "parent-2", "child"}
+    assert handled["child"] == child
+    assert handled["parent-1"] == handled["parent-2"] != child
