@@ -316,3 +316,37 @@ def test_the_task_refuses_to_run_without_a_receiver(web: Stack) -> None:
     form = event_to_dict(BindEvent(channel="c", uuid=None, timestamp=None))
     with pytest.raises(ConfigurationError, match="has no Receiver in this worker"):
         lonely.task.apply(args=(form,), throw=True)
+
+
+def test_a_broker_that_stops_answering_costs_seconds_not_a_hang(
+    redis_server: RedisServer,
+) -> None:
+    from celery import Celery
+    from flask import Flask
+
+    from yalgaar_receiver import create_blueprint
+
+    celery_app = Celery("yalgaar_hang", broker=redis_server.url)  # no timeouts of its own
+    dispatcher = CeleryDispatcher(celery_app, task_name="t.hang", publish_timeout=0.5)
+    assert celery_app.conf.broker_transport_options == {
+        "socket_connect_timeout": 0.5,
+        "socket_timeout": 0.5,
+    }
+    receiver = Receiver(client_keys=[KEY], dispatcher=dispatcher)
+    app = Flask(__name__)
+    app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
+    client = app.test_client()
+    item = {"channel": "orders", "uuid": "h1", "message": "m"}
+    assert redis_server.process is not None
+    try:
+        assert client.post("/yalgaar/", data=envelope("Message", item)).status_code == 200
+        # The process is alive and its port accepts connections, but nothing answers.
+        redis_server.process.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        response = client.post("/yalgaar/", data=envelope("Message", item))
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert time.monotonic() - started < WAIT
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+        celery_app.close()
