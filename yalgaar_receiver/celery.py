@@ -125,9 +125,10 @@ class CeleryDispatcher:
             "interval_step": 0.2,
             "interval_max": 0.5,
         }
-        options = celery_app.conf.broker_transport_options
+        options = dict(celery_app.conf.broker_transport_options or {})
         options.setdefault("socket_connect_timeout", publish_timeout)
         options.setdefault("socket_timeout", publish_timeout)
+        celery_app.conf.broker_transport_options = options
         dispatcher = self
 
         def emit_event(task: Task[t.Any, t.Any], form: dict[str, t.Any]) -> dict[str, t.Any]:
