@@ -424,3 +424,37 @@ def test_a_forked_child_starts_its_own_threads(tmp_path: Path) -> None:
     assert set(handled) == {"parent-1", "parent-2", "child"}
     assert handled["child"] == child
     assert handled["parent-1"] == handled["parent-2"] != child
+
+
+def test_a_dispatcher_with_attach_learns_its_receiver() -> None:
+    class Remote(ThreadPoolDispatcher):
+        attached: list[Receiver]
+
+        def attach(self, receiver: Receiver) -> None:
+            self.attached = [*getattr(self, "attached", []), receiver]
+
+    dispatcher = Remote()
+    receiver = Receiver(allow_unauthenticated=True, dispatcher=dispatcher)
+    assert dispatcher.attached == [receiver]
+
+
+def test_deduplication_works_on_the_pool_threads() -> None:
+    from yalgaar_receiver.dedupe import MemoryDedupeStore
+
+    dispatcher = ThreadPoolDispatcher(max_workers=3, queue_size=50)
+    receiver = Receiver(client_keys=[KEY], dispatcher=dispatcher, dedupe=MemoryDedupeStore())
+    seen: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+
+    @receiver.on_message
+    def count(event: Event) -> None:
+        with lock:
+            seen[event.uuid or ""] += 1
+
+    client = make_app(receiver).test_client()
+    repeated = body("a", "b", "c")  # each item has a timestamp, so each has a key
+    for _ in range(3):
+        assert client.post("/yalgaar/", data=repeated).status_code == 200
+        wait_until(lambda: dispatcher.queued == 0)
+    assert dispatcher.close(WAIT)
+    assert seen == {"a": 1, "b": 1, "c": 1}
