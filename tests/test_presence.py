@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from yalgaar_receiver import Event, HandlerFailure, Receiver, UnbindEvent, signals
-from yalgaar_receiver.dispatch import Emit
+from yalgaar_receiver import Event, Receiver, UnbindEvent, signals
+from yalgaar_receiver.dispatch import ThreadPoolDispatcher
 from yalgaar_receiver.exceptions import ConfigurationError
 from yalgaar_receiver.presence import (
     ChangeKind,
@@ -579,30 +579,23 @@ def test_events_without_uuid_and_unknown_actions_are_not_tracked(
     assert seen.take() == [] and tracker.channels() == frozenset()
 
 
-class _WorkerDispatcher:
-    """Runs the events on another thread after the request returns, like a background worker."""
-
-    def __init__(self) -> None:
-        self.threads: list[threading.Thread] = []
-
-    def dispatch(self, events: t.Sequence[Event], emit: Emit) -> t.Sequence[HandlerFailure]:
-        thread = threading.Thread(target=lambda: [emit(e) for e in events])
-        self.threads.append(thread)
-        thread.start()
-        return ()
-
-
-def test_events_dispatched_on_a_worker_are_applied(make_tracker: MakeTracker) -> None:
-    dispatcher = _WorkerDispatcher()
+@pytest.mark.parametrize("workers", [1, 3])
+def test_events_dispatched_on_worker_threads_are_applied(
+    make_tracker: MakeTracker, workers: int
+) -> None:
+    # With several workers the events of one body run in parallel and in any order; distinct
+    # uuids make the end state independent of that order.
+    dispatcher = ThreadPoolDispatcher(max_workers=workers)
     receiver = Receiver(client_keys=[KEY], dispatcher=dispatcher)
     tracker = make_tracker(receiver=receiver)
-    workers: list[str] = []
-    tracker.on_member_joined(lambda channel, uuid: workers.append(threading.current_thread().name))
-    post(receiver, ("bind", "c", "a", 1), ("bind", "c", "b", 1))
-    for thread in dispatcher.threads:
-        thread.join(timeout=10)
-    assert tracker.members("c") == frozenset({"a", "b"})
-    assert workers and threading.current_thread().name not in workers
+    threads: list[str] = []
+    tracker.on_member_joined(lambda channel, uuid: threads.append(threading.current_thread().name))
+    try:
+        post(receiver, *[("bind", "c", f"u{n}", 1) for n in range(6)])
+    finally:
+        assert dispatcher.close(timeout=30)
+    assert tracker.members("c") == frozenset(f"u{n}" for n in range(6))
+    assert len(threads) == 6 and threading.current_thread().name not in threads
 
 
 def test_concurrent_request_threads_produce_each_transition_once(
