@@ -8,7 +8,10 @@ prefix per test), so both stores are held to the same rules.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 import typing as t
@@ -676,3 +679,33 @@ def test_the_module_imports_the_standard_library_and_blinker_only() -> None:
     third_party = {name for name in imported if not name.startswith(".")}
     assert third_party - set(sys.stdlib_module_names) == {"blinker"}
     assert ".blueprint" not in imported and ".schemas" not in imported
+
+
+# The child of a fork inherits no thread: without a sweeper of its own, a departure would wait
+# for the next event. The script forks and the child must see the departure confirmed alone.
+FORK_SCRIPT = """
+import os, sys, threading, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12 warns on fork with threads
+from yalgaar_receiver import BindEvent, Receiver, UnbindEvent
+from yalgaar_receiver.presence import PresenceTracker
+receiver = Receiver(allow_unauthenticated=True)
+tracker = PresenceTracker(receiver, grace_seconds=0.1, sweep_interval=0.05)
+left = threading.Event()
+tracker.on_member_left(lambda channel, uuid: left.set())
+pid = os.fork()
+if pid == 0:
+    receiver.emit(BindEvent(channel="c", uuid="a", timestamp=None))
+    receiver.emit(UnbindEvent(channel="c", uuid="a", timestamp=None))
+    os._exit(0 if left.wait(5) else 3)
+_, status = os.waitpid(pid, 0)
+tracker.close()
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform cannot fork")
+def test_a_forked_child_gets_a_sweeper_of_its_own() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, (result.returncode, result.stderr)

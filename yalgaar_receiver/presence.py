@@ -19,9 +19,11 @@ import enum
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 import typing as t
+import weakref
 from dataclasses import dataclass
 
 from blinker import Signal
@@ -166,6 +168,10 @@ class MemoryPresenceStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            # A child forked while another thread held the lock would wait for it for ever.
+            ref = weakref.WeakMethod(self._after_fork)
+            os.register_at_fork(after_in_child=lambda: (m := ref()) and m())
         self._records: dict[tuple[str, str], _Record] = {}
         self._members: dict[str, set[str]] = {}
         # (due, sequence, channel, uuid); an entry is stale once its record's ``due`` changed,
@@ -175,6 +181,9 @@ class MemoryPresenceStore:
 
     def __repr__(self) -> str:
         return f"<MemoryPresenceStore channels={len(self._members)}>"
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def apply(
         self, update: PresenceUpdate, now: float, rules: PresenceRules
@@ -670,14 +679,14 @@ class PresenceTracker:
         signals.unbind.connect(self._on_presence, sender=receiver, weak=False)
         self._sweeper: threading.Thread | None = None
         timed = self.rules.grace_seconds > 0 or self.rules.member_ttl is not None
-        if timed and sweep_interval is not None:
-            self._sweeper = threading.Thread(
-                target=self._sweep_forever,
-                args=(float(sweep_interval),),
-                name="yalgaar-presence-sweeper",
-                daemon=True,
-            )
-            self._sweeper.start()
+        self._sweep_interval = sweep_interval if timed else None
+        self._start_sweeper()
+        if self._sweeper is not None and hasattr(os, "register_at_fork"):
+            # A child forked after this (gunicorn --preload, a Celery pool) inherits no thread
+            # and perhaps a held lock: it gets fresh ones. A weak reference, so that the hook
+            # does not keep a closed tracker alive.
+            ref = weakref.WeakMethod(self._after_fork)
+            os.register_at_fork(after_in_child=lambda: (m := ref()) and m())
 
     def __repr__(self) -> str:
         return f"<PresenceTracker store={self.store!r} grace={self.rules.grace_seconds}>"
@@ -784,6 +793,24 @@ class PresenceTracker:
                 logger.exception(
                     "Subscriber %s of handler-failed raised; ignored", _name(subscriber)
                 )
+
+    def _start_sweeper(self) -> None:
+        if self._sweep_interval is None or self._closed:
+            return
+        self._sweeper = threading.Thread(
+            target=self._sweep_forever,
+            args=(float(self._sweep_interval),),
+            name="yalgaar-presence-sweeper",
+            daemon=True,
+        )
+        self._sweeper.start()
+
+    def _after_fork(self) -> None:
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._sweeper = None
+        self._start_sweeper()
 
     def _sweep_forever(self, interval: float) -> None:
         while not self._stop.is_set():
