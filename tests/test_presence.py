@@ -582,6 +582,23 @@ def test_events_without_uuid_and_unknown_actions_are_not_tracked(
     assert seen.take() == [] and tracker.channels() == frozenset()
 
 
+def test_a_channel_that_is_not_text_is_skipped_not_failed(
+    receiver: Receiver, make_tracker: MakeTracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = make_tracker()
+    raw: list[Event] = []
+    receiver.on_bind(raw.append)
+    with caplog.at_level(logging.WARNING, logger="yalgaar_receiver.presence"):
+        outcome = receiver.handle(
+            b'{"items":{"source":"Presence","clientKey":"%s","data":['
+            b'{"channel":"c\\ud800","uuid":"a","action":"bind"},'
+            b'{"channel":"c","uuid":"a","action":"bind"}]}}' % KEY.encode()
+        )
+    assert outcome.failed == () and len(raw) == 2  # the raw handlers got both
+    assert tracker.channels() == frozenset({"c"})
+    assert "not text" in caplog.text
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 def test_events_dispatched_on_worker_threads_are_applied(
     make_tracker: MakeTracker, workers: int

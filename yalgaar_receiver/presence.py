@@ -748,6 +748,11 @@ class PresenceTracker:
             # Nothing to track without a uuid; the raw handlers still got the event.
             logger.debug("Presence event without a uuid, not tracked: %r", event)
             return
+        if not (_is_text(event.channel) and _is_text(event.uuid)):
+            # A lone surrogate (JSON "\ud800") cannot be stored as UTF-8: failing the request
+            # would make the sender resend it for ever, so it is skipped, loudly, in every store.
+            logger.warning("Presence event with a channel or uuid that is not text: %r", event)
+            return
         update = PresenceUpdate(
             action="bind" if isinstance(event, BindEvent) else "unbind",
             channel=event.channel,
@@ -826,6 +831,14 @@ class PresenceTracker:
             # Never spin: a deadline that is due again at once waits a little.
             self._wake.wait(max(delay, 0.01))
             self._wake.clear()
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check(ok: bool, name: str, value: object, expected: str) -> None:
