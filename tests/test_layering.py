@@ -16,6 +16,10 @@ ALLOWED = {
     "werkzeug": {"blueprint", "cli"},
     "click": {"cli"},
     "marshmallow": {"schemas"},
+    # Optional rooms: an extra is imported by its own module only.
+    "celery": {"celery"},
+    "kombu": {"celery"},
+    "billiard": {"celery"},
     # RedisDedupeStore takes a client the application built: no module imports redis.
     "redis": set(),
 }
@@ -32,6 +36,7 @@ PIPELINE = [
     "dispatch",
     "dedupe",
     "receiver",
+    "presence",
     "blueprint",
 ]
 
