@@ -35,6 +35,7 @@ from .exceptions import ConfigurationError as ConfigurationError
 from .exceptions import InvalidEnvelopeError as InvalidEnvelopeError
 from .exceptions import PayloadTooLargeError as PayloadTooLargeError
 from .exceptions import YalgaarError as YalgaarError
+from .exceptions import YalgaarSecurityWarning as YalgaarSecurityWarning
 from .parsing import parse_envelope as parse_envelope
 from .receiver import Receiver as Receiver
 
@@ -58,6 +59,7 @@ __all__ = [
     "UnbindEvent",
     "UnknownEvent",
     "YalgaarError",
+    "YalgaarSecurityWarning",
     "create_blueprint",
     "parse_envelope",
     "signals",
