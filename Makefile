@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit clean fuzz
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,4 +26,10 @@ unit: $(BIN)/.installed
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis .fuzz-corpus
+
+# Fuzz parse_envelope and Receiver.handle for ten minutes (make test runs a bounded slice).
+fuzz: $(BIN)/.installed
+	mkdir -p .fuzz-corpus
+	cp tests/payloads/* .fuzz-corpus/
+	$(BIN)/python -m tests.fuzz -max_total_time=600 -max_len=4096 -artifact_prefix=.fuzz-corpus/ .fuzz-corpus

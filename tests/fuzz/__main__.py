@@ -1,0 +1,15 @@
+"""Run the fuzz target under atheris: ``python -m tests.fuzz [libFuzzer options] [corpus]``."""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+
+# Instrument only this package and the parser it relies on: instrumenting everything that is
+# loaded (Flask, Werkzeug, Jinja) takes a minute and finds nothing of ours.
+with atheris.instrument_imports(include=["yalgaar_receiver", "marshmallow"]):
+    from tests.fuzz.fuzz_envelope import check
+
+atheris.Setup(sys.argv, check)
+atheris.Fuzz()
