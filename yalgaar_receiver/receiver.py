@@ -39,7 +39,7 @@ from .exceptions import (
     YalgaarError,
 )
 from .parsing import Envelope, load_envelopes, read_envelopes
-from .routing import Filter, Registry
+from .routing import Filter, Registry, compile_filters
 from .wire import preview
 
 __all__ = ["HandlerDecorator", "Receiver"]
@@ -94,7 +94,7 @@ class HandlerDecorator:
         :param channel: only events whose channel matches (see :data:`~.routing.Filter`).
         :param uuid: only events whose uuid matches; an event without a uuid never matches.
         """
-        filters = {"channel": channel, "uuid": uuid}
+        filters = compile_filters({"channel": channel, "uuid": uuid})
         if func is not None:
             return self._registry.add(self.event_class, func, filters)
 
@@ -218,19 +218,15 @@ class Receiver:
             )
         if keys:
             self._authenticate(envelopes, keys)
-        events, rejected = load_envelopes(envelopes)
-        if self.strict and rejected:
+        batch = load_envelopes(envelopes)
+        if self.strict and batch.rejected:
             raise InvalidEnvelopeError(
-                f"{len(rejected)} item(s) are malformed and the receiver is strict; "
+                f"{len(batch.rejected)} item(s) are malformed and the receiver is strict; "
                 "see 'rejected' for each one.",
                 messages={"data": ["Malformed items; see 'rejected'."]},
-                rejected=rejected,
+                rejected=batch.rejected,
             )
-        return Batch(
-            events=tuple(events),
-            rejected=tuple(rejected),
-            client_keys=tuple(e.client_key for e in envelopes),
-        )
+        return batch
 
     def _authenticate(self, envelopes: t.Sequence[Envelope], keys: t.Sequence[str]) -> None:
         expected = [k.encode("utf-8") for k in keys]
