@@ -12,6 +12,7 @@ def test_top_level_names() -> None:
         "Batch",
         "BindEvent",
         "ConfigurationError",
+        "DispatchUnavailableError",
         "Dispatcher",
         "Event",
         "HandlerFailure",

@@ -579,4 +579,5 @@ def test_signal_kwargs_are_documented_names() -> None:
         "event_rejected": "event-rejected",
         "envelope_rejected": "envelope-rejected",
         "handler_failed": "handler-failed",
+        "duplicate_event": "duplicate-event",
     }
