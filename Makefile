@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit clean fuzz
+.PHONY: demo test lint typecheck unit clean fuzz test-load
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ fuzz: $(BIN)/.installed
 	mkdir -p .fuzz-corpus
 	cp tests/payloads/* .fuzz-corpus/
 	$(BIN)/python -m tests.fuzz -max_total_time=600 -max_len=4096 -artifact_prefix=.fuzz-corpus/ .fuzz-corpus
+
+# The load and fault suite (tests/load): gunicorn, redis-server, 20,000 events; about a minute.
+test-load: $(BIN)/.installed
+	$(BIN)/pytest -o addopts="-ra --strict-markers" -s tests/load
