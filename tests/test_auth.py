@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import hmac
 import logging
 import typing as t
 import warnings
@@ -229,6 +231,35 @@ def test_hook_sees_the_request_and_decides() -> None:
     assert seen[0].path == "/yalgaar/presence"
     assert seen[0].query == {"x": ("1",)}
     assert seen[0].remote_addr == "127.0.0.1"
+    assert seen[0].body == BODY
+
+
+def test_hook_can_check_a_signature_over_the_body() -> None:
+    secret = PASSWORD.encode()
+
+    def signed(view: RequestView) -> bool:
+        expected = hmac.new(secret, view.body or b"", hashlib.sha256).hexdigest()
+        return hmac.compare_digest(view.headers.get("x-signature", ""), expected)
+
+    client = make_app(authenticate=signed).test_client()
+    good = hmac.new(secret, BODY, hashlib.sha256).hexdigest()
+    forged = BODY.replace(b"user-1", b"user-9")
+    assert client.post("/yalgaar/", data=BODY, headers={"X-Signature": good}).status_code == 200
+    assert client.post("/yalgaar/", data=forged, headers={"X-Signature": good}).status_code == 403
+
+
+def test_hook_never_sees_an_oversized_body() -> None:
+    calls: list[RequestView] = []
+
+    def hook(view: RequestView) -> bool:
+        calls.append(view)
+        return True
+
+    app = Flask(__name__)
+    receiver = Receiver([CLIENT_KEY], max_body_bytes=100)
+    app.register_blueprint(create_blueprint(receiver, authenticate=hook), url_prefix="/yalgaar")
+    assert app.test_client().post("/yalgaar/", data=BODY).status_code == 413
+    assert calls == []
 
 
 def test_hook_runs_only_after_the_other_layers_passed() -> None:
@@ -379,6 +410,8 @@ def test_client_key_alone_warns_and_names_the_fix() -> None:
     with pytest.warns(YalgaarSecurityWarning, match="YALGAAR_URL_TOKENS") as caught:
         make_app()
     assert "clientKey alone" in str(caught[0].message)
+    # The warning points at the application's register_blueprint call.
+    assert caught[0].filename == __file__
     assert "YALGAAR_ALLOW_CLIENT_KEY_ONLY" in str(caught[0].message)
 
 

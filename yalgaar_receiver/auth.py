@@ -25,6 +25,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import sys
+import types
 import typing as t
 import warnings
 from dataclasses import dataclass, field
@@ -71,8 +73,9 @@ class RequestView:
     :param headers: each header's value, names in lower case; repeated headers joined by ``", "``.
     :param basic_auth: the ``(username, password)`` of an ``Authorization: Basic`` header.
     :param url_token: the token path segment, when the request came in through one.
-    :param body: the raw body when the adapter read it before authenticating; the Flask
-        blueprint authenticates *before* reading the body, so it passes ``None``.
+    :param body: the raw body, for an ``authenticate`` hook that checks a signature over it.
+        The Flask blueprint reads it (at most ``max_body_bytes``) only after the other layers
+        passed; it is ``b""`` for ``GET`` and ``HEAD``, and ``None`` for those other layers.
     """
 
     method: str
@@ -115,9 +118,9 @@ class RequestAuth:
     :param allowed_networks: CIDR ranges (or single addresses) the client must be in.
     :param trusted_proxies: how many reverse proxies stand in front of the app and append to
         ``X-Forwarded-For``; 0 trusts none.
-    :param authenticate: called with the :class:`RequestView` after every other layer passed;
-        the request passes only when it returns ``True`` (anything else, or an exception,
-        refuses it).
+    :param authenticate: called with the :class:`RequestView` (its ``body`` included) after
+        every other layer passed; the request passes only when it returns ``True`` (anything
+        else, or an exception, refuses it).
     :param allow_client_key_only: acknowledge that ``clientKey`` alone protects the endpoint,
         which silences the :class:`~yalgaar_receiver.YalgaarSecurityWarning` about it.
     :raises ConfigurationError: a value that cannot work (an empty token, a malformed range).
@@ -206,12 +209,15 @@ class RequestAuth:
             names.append("authenticate")
         return tuple(names)
 
-    def check(self, view: RequestView) -> str | None:
+    def check(self, view: RequestView, *, hook: bool = True) -> str | None:
         """Check ``view`` against every configured layer; the first one that failed, or ``None``.
 
         The network, token and credential layers are all evaluated whatever the others said,
         so the time taken does not tell which one failed. The hook runs only when they passed:
         it is the application's code, and may be slow or have side effects.
+
+        :param hook: also run the ``authenticate`` hook. The Flask blueprint passes ``False``
+            before it reads the body, then calls :meth:`check_hook` with the body in the view.
         """
         failed = [
             name
@@ -224,6 +230,10 @@ class RequestAuth:
         ]
         if failed:
             return failed[0]
+        return self.check_hook(view) if hook else None
+
+    def check_hook(self, view: RequestView) -> str | None:
+        """Run only the ``authenticate`` hook: ``"authenticate"`` when it refused, else ``None``."""
         if self.authenticate is not None and not self._hook_ok(view):
             return "authenticate"
         return None
@@ -302,7 +312,26 @@ class RequestAuth:
             logger.warning("%s", message)
         else:
             return
-        warnings.warn(message, YalgaarSecurityWarning, stacklevel=2)
+        warnings.warn(message, YalgaarSecurityWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the application's frame that led here (its ``register_blueprint``
+    call), so that the warning points at the line to change, not into Flask."""
+    # Level 1 is the function that calls warnings.warn (warn_if_weak), one frame up from here.
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and _internal(frame.f_globals.get("__name__", "")):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+_INTERNAL: t.Final = ("yalgaar_receiver", "flask", "werkzeug")
+
+
+def _internal(module: str) -> bool:
+    return module.partition(".")[0] in _INTERNAL
 
 
 def _strings(value: t.Iterable[str] | str, setting: str, *, split: bool) -> tuple[str, ...]:

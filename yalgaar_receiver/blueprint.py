@@ -11,6 +11,7 @@ redirect loses the body) and never 410 (senders read it as "disable this webhook
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing as t
 
@@ -115,21 +116,27 @@ def create_blueprint(
         if token is not None and not auth.url_tokens:
             # No tokens configured: a token segment is just a path that does not exist.
             return _not_found()
-        failed = auth.check(_request_view(auth, token))
-        if failed is not None:
-            error = AuthenticationError(
-                f"The request from {request.remote_addr!r} failed the {failed} check.",
-                layer=failed,
-            )
-            receiver.refused(error)
-            return _problem(error)
+        seen = _request_view(auth, token)
+        # The layers that need no body run before a byte of it is read.
+        refusal = _refuse(receiver, auth.check(seen, hook=False))
+        if refusal is not None:
+            return refusal
+        body = b""
+        if request.method == "POST":
+            try:
+                body = _read_body(receiver)
+            except PayloadTooLargeError as error:
+                return _problem(error)
+        if auth.authenticate is not None and len(body) <= receiver.max_body_bytes:
+            # The hook sees the body, which is what a signature would cover.
+            refusal = _refuse(receiver, auth.check_hook(dataclasses.replace(seen, body=body)))
+            if refusal is not None:
+                return refusal
         if request.method != "POST":
             return jsonify(status="ok", receiver="yalgaar-receiver", blueprint=name)
         keys: tuple[str, ...] = current_app.extensions[_EXTENSION][name]
         try:
-            outcome = receiver.handle(
-                _read_body(receiver), source_hint=source_hint, client_keys=keys
-            )
+            outcome = receiver.handle(body, source_hint=source_hint, client_keys=keys)
         except (*REFUSALS, DispatchUnavailableError) as error:
             return _problem(error)
         status = 500 if outcome.failed and receiver.fail_on_handler_error else 200
@@ -189,6 +196,17 @@ def _request_view(auth: RequestAuth, token: str | None) -> RequestView:
         basic_auth=basic,
         url_token=token,
     )
+
+
+def _refuse(receiver: Receiver, failed: str | None) -> Response | None:
+    """The 403 for a failed layer (the same whichever failed), or ``None`` when none failed."""
+    if failed is None:
+        return None
+    error = AuthenticationError(
+        f"The request from {request.remote_addr!r} failed the {failed} check.", layer=failed
+    )
+    receiver.refused(error)
+    return _problem(error)
 
 
 def _not_found() -> Response:
