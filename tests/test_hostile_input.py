@@ -174,13 +174,15 @@ def server_port() -> t.Iterator[tuple[int, list[Event]]]:
         thread.join(timeout=10)
 
 
-def post_chunked(port: int, chunks: t.Iterable[bytes], timeout: float = 20.0) -> tuple[int, int]:
+def post_chunked(
+    port: int, chunks: t.Iterable[bytes], timeout: float = 20.0, path: str = "/yalgaar/presence"
+) -> tuple[int, int]:
     """Send a chunked POST while reading the answer; the status and the bytes sent."""
     sent = 0
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(
-            b"POST /yalgaar/presence HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" % path.encode()
         )
         answer = b""
         done = threading.Event()

@@ -15,7 +15,8 @@ import typing as t
 
 import pytest
 
-from ..servers import RedisServer, start_redis
+from ..servers import RedisServer
+from ..test_hostile_input import post_chunked
 from .harness import (
     THREADS,
     Client,
@@ -33,11 +34,6 @@ from .harness import (
 ENVELOPES = 100  # x 200 items = 20,000 events, 2% of them malformed
 RESENT = 10  # envelopes sent again after their 2xx: every valid item is then a duplicate
 GARBAGE = [b"{not json", b"", b"[1, 2", b'{"items": 42}', b"\xff\xfe"]
-
-
-@pytest.fixture
-def redis_server() -> t.Iterator[RedisServer]:
-    yield from start_redis()
 
 
 @pytest.fixture
@@ -216,3 +212,21 @@ def test_slow_clients_do_not_hold_up_the_others(fleet: Fleet) -> None:
     # Pinned workers would make these wait for the slow clients (seconds to minutes); a ratio
     # within one run, with room for a busy shared machine.
     assert p99_during < 5 * p99_before + 1.0
+
+
+def test_an_endless_chunked_body_is_cut_off_under_gunicorn(fleet: Fleet) -> None:
+    # gunicorn decodes chunked bodies itself (wsgi.input_terminated): the blueprint must still
+    # stop reading one byte past max_body_bytes (1 MiB in the example app).
+    cap = 256 * 1024 * 1024
+
+    def endless() -> t.Iterator[bytes]:
+        yield b'{"items": {"source": "Presence", "clientKey": "ck-0123456789abcdef", "data": ['
+        sent = 0
+        while sent < cap:
+            sent += 65536
+            yield b" " * 65536
+
+    status, sent = post_chunked(fleet.port, endless(), path=fleet.path + "presence")
+    report("chunked body under gunicorn", {"status": status, "bytes sent before the answer": sent})
+    assert status == 413
+    assert sent < cap
