@@ -451,3 +451,11 @@ def test_unauthenticated_warns_louder(caplog: pytest.LogCaptureFixture) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Flask(__name__).register_blueprint(create_blueprint(receiver, url_tokens=[TOKEN]))
+
+
+def test_an_empty_setting_means_none() -> None:
+    # An environment variable that is set but empty configures nothing, not an empty token.
+    app = Flask(__name__)
+    app.config.update(YALGAAR_URL_TOKENS=" ", YALGAAR_ALLOW_CLIENT_KEY_ONLY=True)
+    app.register_blueprint(create_blueprint(Receiver([CLIENT_KEY])), url_prefix="/yalgaar")
+    assert app.test_client().post("/yalgaar/presence", data=BODY).status_code == 200

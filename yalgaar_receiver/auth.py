@@ -109,7 +109,8 @@ def client_address(
 
 
 class RequestAuth:
-    """The request-level layers of one endpoint, checked before its body is read.
+    """The request-level layers of one endpoint: all but the hook are checked before the body
+    is read, the hook after (so that it can check a signature over the body).
 
     :param url_tokens: accepted URL tokens; a request must present one (path segment or
         ``?token=``) and every token it presents must be accepted.
@@ -184,7 +185,9 @@ class RequestAuth:
         try:
             return cls(**options)
         except ConfigurationError as error:
-            raise ConfigurationError(f"{error} (Check the YALGAAR_* settings.)") from None
+            raise ConfigurationError(
+                f"{error} (From the create_blueprint arguments or the YALGAAR_* settings.)"
+            ) from None
 
     def __repr__(self) -> str:
         # Counts only: a repr ends up in logs.
@@ -336,6 +339,9 @@ def _internal(module: str) -> bool:
 
 def _strings(value: t.Iterable[str] | str, setting: str, *, split: bool) -> tuple[str, ...]:
     if isinstance(value, str):
+        if not value.strip():
+            # An environment variable that is set but empty means "none", not "an empty token".
+            return ()
         value = value.split(",") if split else [value]
     result = []
     for item in value:

@@ -116,19 +116,23 @@ def create_blueprint(
         if token is not None and not auth.url_tokens:
             # No tokens configured: a token segment is just a path that does not exist.
             return _not_found()
-        seen = _request_view(auth, token)
-        # The layers that need no body run before a byte of it is read.
-        refusal = _refuse(receiver, auth.check(seen, hook=False))
-        if refusal is not None:
-            return refusal
+        seen: RequestView | None = None
+        if auth.layers:
+            seen = _request_view(auth, token)
+            # The layers that need no body run before a byte of it is read.
+            refusal = _refuse(receiver, auth.check(seen, hook=False))
+            if refusal is not None:
+                return refusal
         body = b""
         if request.method == "POST":
             try:
                 body = _read_body(receiver)
             except PayloadTooLargeError as error:
                 return _problem(error)
-        if auth.authenticate is not None and len(body) <= receiver.max_body_bytes:
-            # The hook sees the body, which is what a signature would cover.
+        within_limit = len(body) <= receiver.max_body_bytes
+        if seen is not None and auth.authenticate is not None and within_limit:
+            # The hook sees the body, which is what a signature would cover; an oversized
+            # body is refused by the receiver (413) without calling it.
             refusal = _refuse(receiver, auth.check_hook(dataclasses.replace(seen, body=body)))
             if refusal is not None:
                 return refusal
