@@ -459,3 +459,10 @@ def test_an_empty_setting_means_none() -> None:
     app.config.update(YALGAAR_URL_TOKENS=" ", YALGAAR_ALLOW_CLIENT_KEY_ONLY=True)
     app.register_blueprint(create_blueprint(Receiver([CLIENT_KEY])), url_prefix="/yalgaar")
     assert app.test_client().post("/yalgaar/presence", data=BODY).status_code == 200
+
+
+def test_a_number_from_the_environment_is_refused_clearly() -> None:
+    app = Flask(__name__)
+    app.config["YALGAAR_URL_TOKENS"] = 123  # what from_prefixed_env makes of "123"
+    with pytest.raises(ConfigurationError, match="comma-separated string, not a int"):
+        app.register_blueprint(create_blueprint(Receiver([CLIENT_KEY])))

@@ -343,6 +343,12 @@ def _strings(value: t.Iterable[str] | str, setting: str, *, split: bool) -> tupl
             # An environment variable that is set but empty means "none", not "an empty token".
             return ()
         value = value.split(",") if split else [value]
+    elif not isinstance(value, t.Iterable):
+        # from_prefixed_env() turns FLASK_YALGAAR_URL_TOKENS=123 into the number 123.
+        raise ConfigurationError(
+            f"{setting} must be a list of strings or one comma-separated string, "
+            f"not a {type(value).__name__}."
+        )
     result = []
     for item in value:
         if not isinstance(item, str):
