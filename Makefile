@@ -36,4 +36,4 @@ fuzz: $(BIN)/.installed
 
 # The load and fault suite (tests/load): gunicorn, redis-server, 20,000 events; about a minute.
 test-load: $(BIN)/.installed
-	$(BIN)/pytest -o addopts="-ra --strict-markers" -s tests/load
+	$(BIN)/pytest -o addopts="-ra --strict-markers" tests/load

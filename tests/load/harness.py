@@ -360,9 +360,15 @@ def percentile(values: t.Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+#: Every report of the run, printed again at its end by ``tests/load/conftest.py``.
+REPORTS: list[str] = []
+
+
 def report(title: str, figures: t.Mapping[str, object]) -> str:
+    """Print a test's figures now (with ``-s``) and keep them for the end of the run."""
     width = max(len(k) for k in figures)
     lines = [f"== {title} =="] + [f"  {k.ljust(width)}  {v}" for k, v in figures.items()]
     text = "\n".join(lines)
+    REPORTS.append(text)
     print("\n" + text, flush=True)
     return text

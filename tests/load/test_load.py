@@ -94,7 +94,10 @@ def test_twenty_thousand_events_each_handled_once(fleet: Fleet) -> None:
             "p50 / p99 latency (s)": f"{percentile(latencies, 0.5):.3f} / "
             f"{percentile(latencies, 0.99):.3f}",
             "wall time (s)": f"{elapsed:.1f}",
-            "events per worker": t.cast(dict[bytes, bytes], fleet.store.hgetall("load:by-worker")),
+            "events per worker": {
+                k.decode(): int(v)
+                for k, v in t.cast(dict[bytes, bytes], fleet.store.hgetall("load:by-worker")).items()
+            },
         },
     )
     assert not [s for s in statuses if s.startswith("5")], "a request got a 5xx"
