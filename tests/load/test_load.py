@@ -46,6 +46,11 @@ def runs(fleet: Fleet) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
+def by_worker(fleet: Fleet) -> dict[str, int]:
+    raw = t.cast(dict[bytes, bytes], fleet.store.hgetall("load:by-worker"))
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
 def counter(fleet: Fleet, name: str) -> int:
     return int(t.cast(bytes, fleet.store.get(name) or b"0"))
 
@@ -94,10 +99,7 @@ def test_twenty_thousand_events_each_handled_once(fleet: Fleet) -> None:
             "p50 / p99 latency (s)": f"{percentile(latencies, 0.5):.3f} / "
             f"{percentile(latencies, 0.99):.3f}",
             "wall time (s)": f"{elapsed:.1f}",
-            "events per worker": {
-                k.decode(): int(v)
-                for k, v in t.cast(dict[bytes, bytes], fleet.store.hgetall("load:by-worker")).items()
-            },
+            "events per worker": by_worker(fleet),
         },
     )
     assert not [s for s in statuses if s.startswith("5")], "a request got a 5xx"
