@@ -34,6 +34,7 @@ PIPELINE = [
     "dispatch",
     "dedupe",
     "receiver",
+    "presence",
     "auth",
     "blueprint",
 ]
