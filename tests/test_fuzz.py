@@ -104,3 +104,27 @@ _ENVELOPES = st.fixed_dictionaries(
 @given(st.one_of(_ENVELOPES.map(lambda e: {"items": e}), st.lists(_ENVELOPES, max_size=3)))
 def test_structured_envelopes_pass_the_fuzz_target(document: t.Any) -> None:
     check(json.dumps(document).encode("utf-8", "surrogatepass"))
+
+
+def test_the_target_reports_what_it_must(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards the target itself: an undocumented exception, or a log line broken by the input,
+    # must make check() raise, or the fuzzer would find nothing.
+    from yalgaar_receiver import receiver as receiver_module
+
+    from .fuzz import fuzz_envelope
+
+    def broken(body: object, **kwargs: object) -> object:
+        raise KeyError("a bug")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fuzz_envelope, "parse_envelope", broken)
+        with pytest.raises(KeyError):
+            check(b"{}")
+
+    def forged(*args: object, **kwargs: object) -> None:
+        receiver_module.logger.warning("Refused: %s", "line\nforged")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fuzz_envelope._RECEIVER, "handle", forged)
+        with pytest.raises(AssertionError, match="line break"):
+            check(b"{}")

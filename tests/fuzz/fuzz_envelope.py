@@ -37,36 +37,44 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-_LOG = _Records()
 _logger = logging.getLogger("yalgaar_receiver")
-_logger.addHandler(_LOG)
-_logger.setLevel(logging.DEBUG)
-_logger.propagate = False
 
 
 def check(data: bytes) -> None:
     """Feed one input through parsing and the receiver; raise on anything undocumented."""
-    _LOG.records.clear()
-    for body in _bodies(data):
-        try:
-            batch = parse_envelope(body)
-        except REFUSALS:
-            pass
-        else:
-            # Events and rejections must be printable: they end up in logs.
-            for event in batch.events:
-                repr(event)
-            for rejection in batch.rejected:
-                repr(rejection)
-        try:
-            _RECEIVER.handle(body)
-        except REFUSALS:
-            pass
-    for record in _LOG.records:
+    # The handler is attached for this call only: importing this module changes no logging.
+    records = _Records()
+    level = _logger.level
+    _logger.addHandler(records)
+    _logger.setLevel(logging.DEBUG)
+    try:
+        for body in _bodies(data):
+            _feed(body)
+    finally:
+        _logger.removeHandler(records)
+        _logger.setLevel(level)
+    for record in records.records:
         message = record.getMessage()
         # Input must never start a new log line.
         if "\n" in message or "\r" in message:
             raise AssertionError(f"a log message holds a line break: {message[:200]!r}")
+
+
+def _feed(body: bytes | str) -> None:
+    try:
+        batch = parse_envelope(body)
+    except REFUSALS:
+        pass
+    else:
+        # Events and rejections must be printable: they end up in logs.
+        for event in batch.events:
+            repr(event)
+        for rejection in batch.rejected:
+            repr(rejection)
+    try:
+        _RECEIVER.handle(body)
+    except REFUSALS:
+        pass
 
 
 def _bodies(data: bytes) -> list[bytes | str]:
