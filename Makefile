@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit docs clean
+.PHONY: demo test lint typecheck unit docs clean fuzz test-load
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,4 +32,14 @@ docs: $(BIN)/.installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .hypothesis .fuzz-corpus
+
+# Fuzz parse_envelope and Receiver.handle for ten minutes (make test runs a bounded slice).
+fuzz: $(BIN)/.installed
+	mkdir -p .fuzz-corpus
+	cp tests/payloads/* .fuzz-corpus/
+	$(BIN)/python -m tests.fuzz -max_total_time=600 -max_len=4096 -artifact_prefix=.fuzz-corpus/ .fuzz-corpus
+
+# The load and fault suite (tests/load): gunicorn, redis-server, 20,000 events; about a minute.
+test-load: $(BIN)/.installed
+	$(BIN)/pytest -o addopts="-ra --strict-markers" tests/load

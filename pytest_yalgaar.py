@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import typing as t
+import urllib.parse
 
 import pytest
 
@@ -65,6 +66,7 @@ def yalgaar_events() -> t.Iterator[Capture]:
 # The routes create_blueprint() adds, by endpoint name, for the source each one stands for.
 _ROUTE_FOR_SOURCE: t.Final = {"presence": "presence", "message": "message", None: "webhook"}
 _BLUEPRINT_MODULE: t.Final = "yalgaar_receiver.blueprint"
+_AUTH_EXTENSION: t.Final = "yalgaar_receiver.auth"
 
 
 class WebhookClient:
@@ -72,21 +74,34 @@ class WebhookClient:
 
     The URL is found in the app's URL map: a *Presence* body goes to the blueprint's
     ``/presence`` route and a *Message* body to ``/message`` (the two URLs of the Yalgaar
-    dashboard), anything else to its ``/`` route. With several receiver blueprints, name one.
+    dashboard), anything else to its ``/`` route. When the blueprint takes URL tokens
+    (``YALGAAR_URL_TOKENS``), the URL carries its first token (``/yalgaar/<token>/presence``),
+    as the URL given to Yalgaar would. With several receiver blueprints, name one.
 
     :param app: the Flask app with a blueprint from :func:`~yalgaar_receiver.create_blueprint`.
     :param blueprint: the name of the blueprint to post to (its ``name=``), when the app has
         more than one.
+    :param token: the URL token to post with; by default the blueprint's first one, if any.
+        ``""`` posts without a token (to test that such a request is refused).
     """
 
-    def __init__(self, app: Flask, *, blueprint: str | None = None) -> None:
+    def __init__(
+        self, app: Flask, *, blueprint: str | None = None, token: str | None = None
+    ) -> None:
         self.app = app
         self.blueprint = blueprint
+        self.token = token
         self._client = app.test_client()
 
-    def url_for(self, source: str | None = None, *, blueprint: str | None = None) -> str:
+    def url_for(
+        self,
+        source: str | None = None,
+        *,
+        blueprint: str | None = None,
+        token: str | None = None,
+    ) -> str:
         """The path Yalgaar would post a body of ``source`` (``"presence"``, ``"message"`` or
-        ``None``) to.
+        ``None``) to; ``blueprint`` and ``token`` as in the constructor.
 
         :raises LookupError: the app has no such blueprint, or several and none was named.
         """
@@ -115,7 +130,19 @@ class WebhookClient:
                 f"The app has no receiver blueprint named {name!r}; "
                 f"it has {', '.join(sorted(routes))}."
             )
-        return routes[name][_ROUTE_FOR_SOURCE.get(source, "webhook")]
+        route = _ROUTE_FOR_SOURCE.get(source, "webhook")
+        token = self._token(name) if token is None else token
+        if not token:
+            return routes[name][route]
+        return routes[name][f"{route}_token"].replace("<token>", urllib.parse.quote(token, ""))
+
+    def _token(self, name: str) -> str:
+        if self.token is not None:
+            return self.token
+        # The request-level settings the blueprint resolved when it was registered.
+        auth = self.app.extensions.get(_AUTH_EXTENSION, {}).get(name)
+        tokens: tuple[str, ...] = getattr(auth, "url_tokens", ())
+        return tokens[0] if tokens else ""
 
     def post(
         self,
@@ -123,6 +150,7 @@ class WebhookClient:
         *,
         url: str | None = None,
         blueprint: str | None = None,
+        token: str | None = None,
         headers: t.Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> TestResponse:
@@ -130,6 +158,7 @@ class WebhookClient:
 
         :param body: a :class:`Payload` (or any JSON-ready mapping), or the raw bytes or text.
         :param url: post here instead of the route found for the body's ``source``.
+        :param headers: extra headers, such as ``Authorization`` for Basic credentials.
         """
         if isinstance(body, bytes):
             data = body
@@ -140,7 +169,7 @@ class WebhookClient:
 
             data = Payload(body).to_bytes()
         if url is None:
-            url = self.url_for(_source_of(data), blueprint=blueprint)
+            url = self.url_for(_source_of(data), blueprint=blueprint, token=token)
         return self._client.post(
             url, data=data, headers=dict(headers or {}), content_type=content_type
         )

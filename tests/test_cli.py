@@ -26,6 +26,7 @@ from .payloads import DIRECTORY
 from .servers import free_port
 
 KEY = "ck-0123456789abcdef"
+TOKEN = "t0ken-for-the-tests"
 
 
 class Server(t.NamedTuple):
@@ -39,14 +40,16 @@ def server() -> t.Iterator[Server]:
     """A real receiver app served by Werkzeug on a free 127.0.0.1 port, in a thread."""
     receiver = Receiver(client_keys=[KEY])
     app = Flask(__name__)
-    app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
+    # Secured as a deployment is (docs/security.md): the token is part of the URL posted to.
+    app.register_blueprint(create_blueprint(receiver, url_tokens=[TOKEN]), url_prefix="/yalgaar")
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     # A short poll interval: shutdown() waits for the next poll.
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         with capture_events(receiver) as capture:
-            yield Server(f"http://127.0.0.1:{httpd.server_port}/yalgaar", receiver, capture)
+            url = f"http://127.0.0.1:{httpd.server_port}/yalgaar/{TOKEN}"
+            yield Server(url, receiver, capture)
     finally:
         httpd.shutdown()
         httpd.server_close()

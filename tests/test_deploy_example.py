@@ -17,6 +17,7 @@ from .servers import free_port
 
 ROOT = Path(__file__).parent.parent
 KEY = "ck-0123456789abcdef"
+TOKEN = "3f0c9d2a5b7e4c1f8a6d0b9e2c4f7a1d"
 COMMAND = [
     str(Path(sys.executable).with_name("gunicorn")),
     "-c", "examples/deploy_gunicorn/gunicorn_conf.py",
@@ -50,6 +51,7 @@ def test_gunicorn_serves_the_receiver() -> None:
     env = {
         **os.environ,
         "YALGAAR_CLIENT_KEYS": KEY,
+        "YALGAAR_URL_TOKENS": TOKEN,
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
     }
@@ -58,20 +60,25 @@ def test_gunicorn_serves_the_receiver() -> None:
     )
     try:
         wait_for(port, process)
-        url = f"http://127.0.0.1:{port}/yalgaar/presence"
+        base = f"http://127.0.0.1:{port}/yalgaar"
         good = presence_envelope(bind("lobby", "alice"), client_key=KEY).to_bytes()
         bad = presence_envelope(bind("lobby", "eve"), client_key="ck-guessed").to_bytes()
-        assert (post(url, good), post(url, bad)) == (200, 403)
+        assert post(f"{base}/{TOKEN}/presence", good) == 200
+        assert post(f"{base}/{TOKEN}/presence", bad) == 403
+        assert post(f"{base}/presence", good) == 403  # no token in the URL
     finally:
         output = stop(process)
     assert process.returncode == 0, output
     assert "presence: alice bind lobby" in output
-    assert "Refused a webhook request" in output and KEY not in output
+    assert "Refused a webhook request" in output
+    # No secret in any log line, the access log included.
+    assert KEY not in output and TOKEN not in output
+    assert '"POST HTTP/1.1" 200' in output
 
 
 def test_gunicorn_without_keys_does_not_boot() -> None:
     env = {k: v for k, v in os.environ.items() if k != "YALGAAR_CLIENT_KEYS"}
-    env.update(BIND=f"127.0.0.1:{free_port()}", WEB_CONCURRENCY="1")
+    env.update(BIND=f"127.0.0.1:{free_port()}", WEB_CONCURRENCY="1", YALGAAR_URL_TOKENS=TOKEN)
     result = subprocess.run(COMMAND, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "YALGAAR_CLIENT_KEYS is not set" in result.stdout + result.stderr

@@ -37,6 +37,7 @@ PIPELINE = [
     "dedupe",
     "receiver",
     "presence",
+    "auth",
     "blueprint",
 ]
 

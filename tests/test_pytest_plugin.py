@@ -39,6 +39,7 @@ def order(event):
 @pytest.fixture
 def app():
     app = Flask(__name__)
+    app.config["YALGAAR_URL_TOKENS"] = "s3cret"
     app.register_blueprint(create_blueprint(receiver), url_prefix="/hooks")
     return app
 """
@@ -69,10 +70,18 @@ def test_fixtures_post_and_capture(pytester: pytest.Pytester) -> None:
             assert str(yalgaar_events.failures[0].error) == "negative quantity"
             assert yalgaar_events.of_type(MessageEvent)[0].uuid == "bob"
 
-        def test_routes_follow_the_source(yalgaar_client):
-            assert yalgaar_client.url_for("presence") == "/hooks/presence"
-            assert yalgaar_client.url_for("message") == "/hooks/message"
-            assert yalgaar_client.url_for(None) == "/hooks/"
+        def test_routes_follow_the_source_and_carry_the_token(yalgaar_client):
+            assert yalgaar_client.url_for("presence") == "/hooks/s3cret/presence"
+            assert yalgaar_client.url_for("message") == "/hooks/s3cret/message"
+            assert yalgaar_client.url_for(None) == "/hooks/s3cret/"
+            assert yalgaar_client.url_for("presence", token="") == "/hooks/presence"
+            assert yalgaar_client.url_for("presence", token="a/b") == "/hooks/a%2Fb/presence"
+
+        def test_without_the_token_a_request_is_refused(yalgaar_client, yalgaar_events):
+            body = presence_envelope(bind("lobby", "alice"), client_key=KEY)
+            assert yalgaar_client.post(body, token="").status_code == 403
+            assert yalgaar_client.post(body, token="guess").status_code == 403
+            assert yalgaar_events.events == []
 
         def test_raw_bytes_and_wrong_key(yalgaar_client, yalgaar_events):
             assert yalgaar_client.post(b"{not json").status_code == 400
@@ -82,7 +91,7 @@ def test_fixtures_post_and_capture(pytester: pytest.Pytester) -> None:
             assert yalgaar_events.events == []
         """,
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 def test_capture_ends_with_the_test(pytester: pytest.Pytester) -> None:
@@ -140,14 +149,17 @@ def test_client_with_several_blueprints_must_be_told_which(pytester: pytest.Pyte
 
         def test_two(app):
             other = Receiver(client_keys=["ck-other"])
-            app.register_blueprint(create_blueprint(other, name="second"), url_prefix="/two")
+            second = create_blueprint(other, name="second", allow_client_key_only=True)
+            app.register_blueprint(second, url_prefix="/two")
             client = WebhookClient(app)
             with pytest.raises(LookupError, match="several receiver blueprints"):
                 client.url_for("presence")
-            assert client.url_for("message", blueprint="second") == "/two/message"
+            # The app-wide YALGAAR_URL_TOKENS protect the second blueprint too.
+            assert client.url_for("message", blueprint="second") == "/two/s3cret/message"
             body = presence_envelope(bind("c", "u"), client_key="ck-other")
             assert client.post(body, blueprint="second").status_code == 200
             assert client.post(body, blueprint="yalgaar").status_code == 403
+            assert client.url_for(blueprint="yalgaar") == "/hooks/s3cret/"
             with pytest.raises(LookupError, match="no receiver blueprint named 'third'"):
                 client.url_for(blueprint="third")
 

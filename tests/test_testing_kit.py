@@ -207,15 +207,15 @@ def test_capture_is_disconnected_when_the_block_raises(receiver: Receiver) -> No
 
 def test_capture_through_the_flask_blueprint(receiver: Receiver) -> None:
     app = Flask(__name__)
-    app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
+    app.register_blueprint(create_blueprint(receiver, url_tokens=["t0ken"]), url_prefix="/yalgaar")
     client = app.test_client()
     with capture_events(receiver) as capture:
         ok = client.post(
-            "/yalgaar/presence",
+            "/yalgaar/t0ken/presence",
             data=presence_envelope(bind("lobby", "alice", at=AT), client_key=KEY).to_bytes(),
         )
         refused = client.post(
-            "/yalgaar/presence",
+            "/yalgaar/t0ken/presence",
             data=presence_envelope(bind("lobby", "eve"), client_key="ck-wrong").to_bytes(),
         )
     assert (ok.status_code, refused.status_code) == (200, 403)

@@ -136,14 +136,37 @@ def _decode(body: object, max_depth: int) -> object:
 
 def _loads(text: str, max_depth: int, what: str) -> object:
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise _too_deep(max_depth) from None
+    except _DuplicateKeyError as error:
+        raise InvalidEnvelopeError(
+            f"{what} has the key {wire.preview(error.key)} twice in one object; JSON names "
+            "must be unique, and a second value could hide the first from a check."
+        ) from None
     except ValueError as error:
         # Covers JSONDecodeError and integers beyond Python's digit limit.
         raise InvalidEnvelopeError(f"{what} is not valid JSON: {error}.") from None
     _check_depth(value, max_depth)
     return value
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, t.Any]]) -> dict[str, t.Any]:
+    """Build a JSON object, refusing a key that appears twice (``json`` keeps the last)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return result
 
 
 def _check_depth(value: object, max_depth: int) -> None:

@@ -307,6 +307,14 @@ _ISO_TEXT: t.Final = (
     r"(?:[T ][0-9]{2}(?::[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?)?"
     r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?)?\s*$"
 )
+# A channel or uuid, trimmed, holds no control character, line separator or lone surrogate
+# (wire._UNSAFE); around it, whitespace of any kind is trimmed away. Written with escapes, so the
+# schema stays plain ASCII.
+_UNSAFE_CLASS: t.Final = r"\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff"
+_SAFE_NAME: t.Final = rf"(?:[^\s{_UNSAFE_CLASS}](?:[^{_UNSAFE_CLASS}]*[^\s{_UNSAFE_CLASS}])?)"
+_NAME_TEXT: t.Final = rf"^\s*{_SAFE_NAME}\s*$"
+_OPTIONAL_NAME_TEXT: t.Final = rf"^\s*{_SAFE_NAME}?\s*$"
+_NO_LONE_SURROGATE: t.Final = r"^[^\ud800-\udfff]*$"
 # The year 10000 in nanoseconds since the epoch: larger numbers are out of range.
 _TIMESTAMP_MAX: t.Final = 253_402_300_800 * 10**9
 
@@ -315,10 +323,16 @@ def _lenient_schema() -> dict[str, t.Any]:
     not_null = {"not": {"type": "null"}}
     item_fields: dict[str, t.Any] = {
         "channel": {
-            "description": "Trimmed; numbers become text.",
-            "anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "number"}],
+            "description": "Trimmed; numbers become text; no control characters.",
+            "anyOf": [{"type": "string", "pattern": _NAME_TEXT}, {"type": "number"}],
         },
-        "uuid": {"type": ["string", "number", "null"], "description": "Empty means none."},
+        "uuid": {
+            "description": "As channel; empty means none.",
+            "anyOf": [
+                {"type": "string", "pattern": _OPTIONAL_NAME_TEXT},
+                {"type": ["number", "null"]},
+            ],
+        },
         "timestamp": {
             "description": (
                 "Seconds since the epoch as text or a number (milliseconds, microseconds and "
@@ -337,7 +351,14 @@ def _lenient_schema() -> dict[str, t.Any]:
             **not_null,
             "description": "bind or unbind, any case; other values are delivered as unknown.",
         },
-        "message": {**not_null, "description": "Text; another JSON value is kept as JSON text."},
+        "message": {
+            **not_null,
+            "description": "Text; another JSON value is kept as JSON text.",
+            "anyOf": [
+                {"type": "string", "pattern": _NO_LONE_SURROGATE},
+                {"not": {"type": "string"}},
+            ],
+        },
     }
 
     def item(fields: t.Iterable[str], schema: Schema) -> dict[str, t.Any]:
@@ -450,8 +471,8 @@ _KINDS: t.Final = ("presence", "message", "unknown", "inferred")
 def _documented_schema() -> dict[str, t.Any]:
     text = {"type": "string"}
     common = {
-        "channel": {**text, "pattern": r"\S", "description": "The channel name."},
-        "uuid": {**text, "description": "The client's unique name."},
+        "channel": {**text, "pattern": _NAME_TEXT, "description": "The channel name."},
+        "uuid": {**text, "pattern": _OPTIONAL_NAME_TEXT, "description": "The client's name."},
         "timestamp": {**text, "pattern": "^[0-9]+$", "description": "Seconds since the epoch."},
     }
 
@@ -492,7 +513,10 @@ def _documented_schema() -> dict[str, t.Any]:
         },
         "$defs": {
             "presenceItem": item("action", {**text, "description": "bind or unbind."}),
-            "messageItem": item("message", {**text, "description": "The published text."}),
+            "messageItem": item(
+                "message",
+                {**text, "pattern": _NO_LONE_SURROGATE, "description": "The published text."},
+            ),
         },
     }
 

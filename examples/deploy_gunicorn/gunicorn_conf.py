@@ -2,8 +2,10 @@
 
 Run from the repository root::
 
-    YALGAAR_CLIENT_KEYS=ck-0123456789abcdef gunicorn \\
-        -c examples/deploy_gunicorn/gunicorn_conf.py 'examples.deploy_gunicorn.wsgi:create_app()'
+    export YALGAAR_CLIENT_KEYS=ck-0123456789abcdef \\
+        YALGAAR_URL_TOKENS=$(python -c "import secrets; print(secrets.token_urlsafe(32))")
+    gunicorn -c examples/deploy_gunicorn/gunicorn_conf.py \\
+        'examples.deploy_gunicorn.wsgi:create_app()'
 
 Put it behind a reverse proxy that terminates HTTPS (Yalgaar should post to an ``https://`` URL)
 and set ``FORWARDED_ALLOW_IPS`` to the proxy's address so that logs show the sender's address.
@@ -40,6 +42,8 @@ limit_request_fields = 50
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 accesslog = "-"
+# Without the path and the query string: they hold the URL token (docs/security.md).
+access_log_format = '%(h)s %(t)s "%(m)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # The receiver and the app log through the standard library: send their lines to stderr with

@@ -2,12 +2,16 @@
 
 From the repository root::
 
-    YALGAAR_CLIENT_KEYS=ck-0123456789abcdef gunicorn \\
-        -c examples/deploy_gunicorn/gunicorn_conf.py 'examples.deploy_gunicorn.wsgi:create_app()'
+    export YALGAAR_CLIENT_KEYS=ck-0123456789abcdef \\
+        YALGAAR_URL_TOKENS=$(python -c "import secrets; print(secrets.token_urlsafe(32))")
+    gunicorn -c examples/deploy_gunicorn/gunicorn_conf.py \\
+        'examples.deploy_gunicorn.wsgi:create_app()'
 
-In your own project the last argument names your factory, such as ``'myapp:create_app()'``.
-gunicorn calls it in each worker as it boots, and the worker fails to boot when no key is
-configured, so a misconfigured deployment never starts answering 403 to every webhook.
+and give Yalgaar ``https://your-host/yalgaar/<token>/presence`` and ``.../<token>/message``:
+``clientKey`` ships inside every client app, so the secret in the URL is what keeps strangers out
+(docs/security.md). In your own project the last argument names your factory, such as
+``'myapp:create_app()'``. gunicorn calls it in each worker as it boots, and the worker fails to
+boot when no key or no token is configured, so a misconfigured deployment never starts.
 """
 
 from __future__ import annotations
@@ -17,16 +21,33 @@ import os
 
 from flask import Flask
 
-from yalgaar_receiver import MessageEvent, PresenceEvent, Receiver, create_blueprint
+from yalgaar_receiver import (
+    ConfigurationError,
+    MessageEvent,
+    PresenceEvent,
+    Receiver,
+    create_blueprint,
+)
 
 log = logging.getLogger("yalgaar_example")
 
 
 def create_app() -> Flask:
-    """Build the app; the client keys come from ``YALGAAR_CLIENT_KEYS`` (comma-separated)."""
+    """Build the app from ``YALGAAR_CLIENT_KEYS`` and ``YALGAAR_URL_TOKENS`` (comma-separated,
+    so that a key or a token can be rotated by listing the old and the new one).
+
+    :raises ConfigurationError: either setting is missing.
+    """
     app = Flask(__name__)
-    if "YALGAAR_CLIENT_KEYS" in os.environ:
-        app.config["YALGAAR_CLIENT_KEYS"] = os.environ["YALGAAR_CLIENT_KEYS"]
+    for setting in ("YALGAAR_CLIENT_KEYS", "YALGAAR_URL_TOKENS"):
+        if setting in os.environ:
+            app.config[setting] = os.environ[setting]
+    if not app.config.get("YALGAAR_URL_TOKENS"):
+        # A deployment refuses to start unprotected rather than warn in a log nobody reads.
+        raise ConfigurationError(
+            "YALGAAR_URL_TOKENS is not set: generate a secret (secrets.token_urlsafe(32)), set it, "
+            "and give Yalgaar https://your-host/yalgaar/<token>/presence and .../message."
+        )
     receiver = Receiver()
 
     @receiver.on_presence

@@ -19,6 +19,7 @@ KEY = "ck-0123456789abcdef"
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch) -> Flask:
     monkeypatch.setenv("YALGAAR_CLIENT_KEYS", KEY)
+    monkeypatch.setenv("YALGAAR_URL_TOKENS", "a-long-random-token")
     return create_app()
 
 
@@ -34,7 +35,21 @@ def test_events_are_logged(yalgaar_client: WebhookClient, caplog: pytest.LogCapt
     ]
 
 
+def test_the_url_carries_the_token(yalgaar_client: WebhookClient) -> None:
+    assert yalgaar_client.url_for("presence") == "/yalgaar/a-long-random-token/presence"
+    body = presence_envelope(bind("lobby", "mallory"), client_key=KEY)
+    assert yalgaar_client.post(body, token="").status_code == 403
+
+
 def test_without_keys_the_app_does_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("YALGAAR_CLIENT_KEYS", raising=False)
+    monkeypatch.setenv("YALGAAR_URL_TOKENS", "a-long-random-token")
     with pytest.raises(ConfigurationError, match="YALGAAR_CLIENT_KEYS is not set"):
+        create_app()
+
+
+def test_without_a_token_the_app_does_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YALGAAR_CLIENT_KEYS", KEY)
+    monkeypatch.delenv("YALGAAR_URL_TOKENS", raising=False)
+    with pytest.raises(ConfigurationError, match="YALGAAR_URL_TOKENS is not set"):
         create_app()

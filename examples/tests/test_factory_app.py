@@ -26,7 +26,8 @@ NEW_KEY = "ck-0123456789abcdef"
 @pytest.fixture
 def app() -> Flask:
     # Two keys while one is being rotated out; the factory reads them from the config.
-    return create_app({"YALGAAR_CLIENT_KEYS": f"{OLD_KEY},{NEW_KEY}"})
+    # yalgaar_client posts to the URL with the token, as the URL given to Yalgaar would be.
+    return create_app({"YALGAAR_CLIENT_KEYS": f"{OLD_KEY},{NEW_KEY}", "YALGAAR_URL_TOKENS": "t0k"})
 
 
 def seen(app: Flask) -> list[Event]:
@@ -41,6 +42,16 @@ def test_both_keys_are_accepted_during_a_rotation(
         body = presence_envelope(bind("lobby", "alice"), unbind("lobby", "alice"), client_key=key)
         assert yalgaar_client.post(body).status_code == 200
     assert [type(e).__name__ for e in seen(app)] == ["BindEvent", "UnbindEvent"] * 2
+
+
+def test_without_the_url_token_nothing_gets_in(
+    yalgaar_client: WebhookClient, yalgaar_events: Capture
+) -> None:
+    body = presence_envelope(bind("lobby", "mallory"), client_key=NEW_KEY)
+    assert yalgaar_client.post(body, token="").status_code == 403
+    assert yalgaar_events.events == []
+    (refusal,) = yalgaar_events.refusals
+    assert "url_token" in str(refusal)
 
 
 def test_chat_messages_are_logged_json_or_not(
