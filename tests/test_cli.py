@@ -240,9 +240,15 @@ def test_demo_runs_the_whole_story() -> None:
     assert "handler: bob in #lobby says 'hi alice!'" in output
     assert "signal:  rejected envelope 0 item 1: channel:" in output
     assert "-> 200 accepted=1 rejected=1 failed=0" in output
-    assert "-> 403 Forbidden" in output
+    assert output.count("-> 403 Forbidden") == 2
+    assert "signal:  request refused: The clientKey of envelope 0 matches no" in output
+    assert "failed the url_token check" in output
+    assert (
+        "mallory"
+        not in output.split("lacks the URL token", 1)[1].split("\n[6/6]")[0].split("-> 403")[1]
+    )
     assert "handler: bob left #lobby; online: alice" in output
-    assert output.rstrip().endswith("Done: 5 requests; online now: alice.")
+    assert output.rstrip().endswith("Done: 6 requests; online now: alice.")
 
 
 def test_listen_on_a_busy_port_is_one_line(server: Server) -> None:

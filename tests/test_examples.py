@@ -80,4 +80,4 @@ def test_demo_runs_and_ends_by_itself() -> None:
     assert "handler: order on #orders-42: {'item': 'tea', 'qty': 2}" in result.stdout
     assert "rejected envelope 0 item 1" in result.stdout
     assert "-> 403" in result.stdout
-    assert "Done: 5 requests" in result.stdout
+    assert "Done: 6 requests" in result.stdout

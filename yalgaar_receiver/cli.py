@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import math
+import secrets
 import socket
 import sys
 import threading
@@ -444,8 +445,8 @@ def demo(delay: float) -> None:
     """Start a receiver on 127.0.0.1 and send it simulated Yalgaar traffic.
 
     Clients bind and unbind, publish JSON messages (a filtered handler takes the orders), one
-    item is malformed and one request has the wrong clientKey; every handler prints what it
-    sees, and the demo ends by itself in a few seconds.
+    item is malformed, one request has the wrong clientKey and one lacks the URL token; every
+    handler prints what it sees, and the demo ends by itself in a few seconds.
 
     \b
     Example:
@@ -484,10 +485,13 @@ def demo(delay: float) -> None:
         click.echo(f"    signal:  request refused: {error}")
 
     at = int(time.time())
+    # The URL token is what keeps forgers out (docs/security.md): the dashboard gets URLs with it.
+    token = secrets.token_urlsafe(8)
+    presence_url, message_url = f"/yalgaar/{token}/presence", f"/yalgaar/{token}/message"
     traffic: list[tuple[str, str, Payload]] = [
         (
             "alice and bob open the lobby",
-            "presence",
+            presence_url,
             presence_envelope(
                 bind("lobby", "alice", at=at),
                 # Actions are read in any case and spacing.
@@ -497,7 +501,7 @@ def demo(delay: float) -> None:
         ),
         (
             "they chat and bob orders tea (JSON text, as the SDKs publish it)",
-            "message",
+            message_url,
             message_envelope(
                 message("lobby", "alice", {"text": "hi bob", "typing": False}, at=at + 1),
                 message("lobby", "bob", {"text": "hi alice!", "typing": False}, at=at + 2),
@@ -507,7 +511,7 @@ def demo(delay: float) -> None:
         ),
         (
             "a batch with one malformed item (no channel): the others still arrive",
-            "message",
+            message_url,
             message_envelope(
                 message("lobby", "carol", "plain text works too", at=at + 3),
                 {"uuid": "mallory", "timestamp": str(at + 3), "message": "lost channel"},
@@ -516,23 +520,28 @@ def demo(delay: float) -> None:
         ),
         (
             "someone without the client key tries to post",
-            "presence",
+            presence_url,
             presence_envelope(bind("lobby", "eve", at=at + 4), client_key="ck-guessed"),
         ),
         (
+            "someone who read the client key out of a client app, but lacks the URL token",
+            "/yalgaar/presence",
+            presence_envelope(bind("lobby", "mallory", at=at + 4), client_key=key),
+        ),
+        (
             "bob leaves",
-            "presence",
+            presence_url,
             presence_envelope(unbind("lobby", "bob", at=at + 5), client_key=key),
         ),
     ]
-    app = _app(receiver, None, "/yalgaar")
+    app = _app(receiver, None, "/yalgaar", url_tokens=[token])
     server = _server(app, "127.0.0.1", 0)
-    base = f"http://127.0.0.1:{server.server_port}/yalgaar"
+    root = f"http://127.0.0.1:{server.server_port}"
     # A short poll interval, so that shutdown() at the end does not wait half a second.
     thread = threading.Thread(
         target=server.serve_forever, args=(0.05,), name="yalgaar-demo", daemon=True
     )
-    click.echo(f"Receiver listening on {base}/presence and {base}/message")
+    click.echo(f"Receiver listening on {root}{presence_url} and {root}{message_url}")
     with (
         _own_output(),
         signals.event_rejected.connected_to(rejected, sender=receiver),
@@ -540,13 +549,13 @@ def demo(delay: float) -> None:
     ):
         thread.start()
         try:
-            for number, (what, source, body) in enumerate(traffic, 1):
+            for number, (what, path, body) in enumerate(traffic, 1):
                 time.sleep(delay)
                 click.echo(f"\n[{number}/{len(traffic)}] {what}")
                 data = body["items"]["data"]
                 sample = json.dumps(data[0], separators=(",", ":"))
-                click.echo(f"  POST /yalgaar/{source}: {len(data)} item(s), the first {sample}")
-                status, answer = post(f"{base}/{source}", body.to_bytes(), timeout=5)
+                click.echo(f"  POST {path}: {len(data)} item(s), the first {sample}")
+                status, answer = post(root + path, body.to_bytes(), timeout=5)
                 click.echo(f"  -> {summarize(status, answer)}")
         finally:
             server.shutdown()
@@ -593,18 +602,25 @@ def _printing_refusals(receiver: Receiver) -> t.Iterator[None]:
         yield
 
 
-def _app(receiver: Receiver, capture: Path | None, prefix: str = "") -> Flask:
+def _app(
+    receiver: Receiver,
+    capture: Path | None,
+    prefix: str = "",
+    url_tokens: t.Sequence[str] = (),
+) -> Flask:
     from flask import Flask
 
     from .blueprint import create_blueprint
 
     app = Flask("yalgaar_receiver.cli")
-    # A local tool, not a deployment: `listen` says on its first line which keys it accepts, and
-    # the demo's receiver lives for two seconds on 127.0.0.1. The warning (and, with no key at
-    # all, its log line) would only repeat that, so it is acknowledged here (docs/cli.md).
+    # A local tool, not a deployment: `listen` takes no URL token and says on its first line which
+    # keys it accepts. The warning (and, with no key at all, its log line) would only repeat
+    # that, so it is acknowledged here (docs/cli.md). The demo shows a URL token at work.
     with warnings.catch_warnings(), _quiet_package_log():
         warnings.simplefilter("ignore", YalgaarSecurityWarning)
-        blueprint = create_blueprint(receiver, allow_client_key_only=True)
+        blueprint = create_blueprint(
+            receiver, url_tokens=list(url_tokens) or None, allow_client_key_only=True
+        )
         app.register_blueprint(blueprint, url_prefix=prefix or None)
     if capture is not None:
         app.wsgi_app = _Capture(app.wsgi_app, capture, receiver.max_body_bytes)  # type: ignore[method-assign]
