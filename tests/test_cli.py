@@ -243,10 +243,7 @@ def test_demo_runs_the_whole_story() -> None:
     assert output.count("-> 403 Forbidden") == 2
     assert "signal:  request refused: The clientKey of envelope 0 matches no" in output
     assert "failed the url_token check" in output
-    assert (
-        "mallory"
-        not in output.split("lacks the URL token", 1)[1].split("\n[6/6]")[0].split("-> 403")[1]
-    )
+    assert "handler: eve" not in output and "handler: mallory" not in output
     assert "handler: bob left #lobby; online: alice" in output
     assert output.rstrip().endswith("Done: 6 requests; online now: alice.")
 
