@@ -334,3 +334,21 @@ def stop(process: subprocess.Popen[str]) -> str:
         process.kill()
         output, _ = process.communicate(timeout=20)
     return output
+
+
+def test_send_to_a_server_that_never_answers_times_out() -> None:
+    import socket
+
+    # A listening socket that nobody accepts from: the connection opens, no answer ever comes.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        result = invoke(
+            "send", "presence", "--url", f"http://127.0.0.1:{port}/presence",
+            "--client-key", KEY, "--channel", "c", "--uuid", "u", "--timeout", "0.3",
+        )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"Error: http://127.0.0.1:{port}/presence did not answer within 0.3 s."
+    )
