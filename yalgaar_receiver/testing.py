@@ -94,8 +94,9 @@ def _presence_item(channel: str, uuid: str, action: str, at: When) -> dict[str, 
 def bind(channel: str, uuid: str, *, at: When = None) -> dict[str, t.Any]:
     """A presence item: ``uuid`` subscribed to ``channel``.
 
-    :param at: when; the current time by default. Yalgaar sends whole seconds, so a fraction is
-        dropped (the event's ``timestamp`` is the whole second).
+    :param at: when; the current time by default. Yalgaar documents whole seconds, so a fraction
+        is dropped (the event's ``timestamp`` is the whole second).
+    :raises ValueError: ``at`` is before 1970.
     """
     return _presence_item(channel, uuid, "bind", at)
 
