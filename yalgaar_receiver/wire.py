@@ -69,6 +69,13 @@ TIMESTAMP_UNITS: t.Final = (
 )
 
 _EPOCH: t.Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# One constructor per unit rather than ``timedelta(**{unit: number})``: a keyword dict per
+# timestamp costs more than the rest of reading it.
+_DELTAS: t.Final[t.Mapping[str, t.Callable[[float], timedelta]]] = {
+    "seconds": lambda number: timedelta(seconds=number),
+    "milliseconds": lambda number: timedelta(milliseconds=number),
+    "microseconds": lambda number: timedelta(microseconds=number),
+}
 _NUMBER: t.Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
@@ -119,7 +126,10 @@ def read_timestamp(value: object) -> datetime | None:
         text = value.strip()
         if not text:
             return None
-        if _NUMBER.fullmatch(text):
+        if text.isdigit() and text.isascii():
+            # Whole seconds, as the doc says: the common case, read without the regex.
+            number = int(text)
+        elif _NUMBER.fullmatch(text):
             number = int(text) if text.lstrip("+-").isdigit() else float(text)
         else:
             return _read_iso(text, value)
@@ -135,17 +145,11 @@ def _from_number(number: int | float, original: object) -> datetime | None:
         raise ValueError(f"Timestamp {original!r} is not a finite number.")
     if number < 0:
         raise ValueError(f"Timestamp {original!r} is negative.")
-    unit = "nanoseconds"
-    for bound, name in TIMESTAMP_UNITS:
-        if number < bound:
-            unit = name
-            break
     try:
-        if unit == "nanoseconds":
-            delta = timedelta(microseconds=number / 1000)
-        else:
-            delta = timedelta(**{unit: number})
-        return _EPOCH + delta
+        for bound, unit in TIMESTAMP_UNITS:
+            if number < bound:
+                return _EPOCH + _DELTAS[unit](number)
+        return _EPOCH + timedelta(microseconds=number / 1000)  # nanoseconds
     except OverflowError:
         raise ValueError(f"Timestamp {original!r} is out of range.") from None
 

@@ -1,0 +1,62 @@
+"""Realistic Yalgaar envelopes for the benchmarks: the doc's shape, plausible values.
+
+Every body is deterministic (no randomness), so two runs measure the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+
+__all__ = ["CLIENT_KEY", "KINDS", "body", "body_of_size"]
+
+#: The key the benchmark receivers accept; a made-up one in Yalgaar's format.
+CLIENT_KEY = "ck-0123456789abcdef"
+
+KINDS = ("presence", "message")
+
+_ACTIONS = ("bind", "unbind")
+
+
+def _item(kind: str, n: int) -> dict[str, str]:
+    item = {
+        "channel": f"orders-{n % 50}",
+        "uuid": f"member-{100_000 + n}",
+        "timestamp": str(1_764_340_000 + n),
+    }
+    if kind == "presence":
+        item["action"] = _ACTIONS[n % 2]
+    else:
+        # Yalgaar's SDKs publish strings; real publishers send JSON text.
+        item["message"] = json.dumps(
+            {"order": 50_000 + n, "status": "paid", "amount": n * 3 % 997, "currency": "EUR"}
+        )
+    return item
+
+
+def envelope(kind: str, items: int, *, start: int = 0) -> dict[str, object]:
+    """``{"items": {"source", "clientKey", "data"}}`` with ``items`` data items."""
+    source = "Presence" if kind == "presence" else "Message"
+    return {
+        "items": {
+            "source": source,
+            "clientKey": CLIENT_KEY,
+            "data": [_item(kind, start + n) for n in range(items)],
+        }
+    }
+
+
+def body(kind: str, items: int) -> bytes:
+    """The envelope as the bytes Yalgaar would POST."""
+    return json.dumps(envelope(kind, items)).encode("utf-8")
+
+
+def body_of_size(kind: str, limit: int) -> tuple[bytes, int]:
+    """The body with the most items that still fits in ``limit`` bytes, and its item count."""
+    one = len(body(kind, 1))
+    per_item = len(body(kind, 2)) - one
+    count = max(1, (limit - one) // per_item + 1)
+    data = body(kind, count)
+    while len(data) > limit:
+        count -= 1
+        data = body(kind, count)
+    return data, count
