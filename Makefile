@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit clean bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ typecheck: $(BIN)/.installed
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest
+
+# Not part of `make test`: a few minutes of load on 127.0.0.1, figures in benchmarks/RESULTS.md.
+bench: $(BIN)/.installed
+	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk; on Debian or Ubuntu: apt-get install wrk" >&2; exit 2; }
+	cd benchmarks && ../$(BIN)/python bench.py --out RESULTS.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,6 +1,9 @@
 """Realistic Yalgaar envelopes for the benchmarks: the doc's shape, plausible values.
 
-Every body is deterministic (no randomness), so two runs measure the same bytes.
+Yalgaar sends a batch every 2 seconds with timestamps in whole seconds, so the items of one
+body share a few timestamps: here 100 items per second. ``distinct_timestamps=True`` gives every
+item a timestamp of its own instead (a worst case no real batch reaches). Every body is
+deterministic, so two runs measure the same bytes.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ KINDS = ("presence", "message")
 _ACTIONS = ("bind", "unbind")
 
 
-def _item(kind: str, n: int) -> dict[str, str]:
+#: Events per second of the stream the bodies are cut from.
+EVENTS_PER_SECOND = 100
+
+
+def _item(kind: str, n: int, distinct_timestamps: bool) -> dict[str, str]:
+    second = n if distinct_timestamps else n // EVENTS_PER_SECOND
     item = {
         "channel": f"orders-{n % 50}",
         "uuid": f"member-{100_000 + n}",
-        "timestamp": str(1_764_340_000 + n),
+        "timestamp": str(1_764_340_000 + second),
     }
     if kind == "presence":
         item["action"] = _ACTIONS[n % 2]
@@ -33,21 +41,22 @@ def _item(kind: str, n: int) -> dict[str, str]:
     return item
 
 
-def envelope(kind: str, items: int, *, start: int = 0) -> dict[str, object]:
+def envelope(kind: str, items: int, *, distinct_timestamps: bool = False) -> dict[str, object]:
     """``{"items": {"source", "clientKey", "data"}}`` with ``items`` data items."""
     source = "Presence" if kind == "presence" else "Message"
     return {
         "items": {
             "source": source,
             "clientKey": CLIENT_KEY,
-            "data": [_item(kind, start + n) for n in range(items)],
+            "data": [_item(kind, n, distinct_timestamps) for n in range(items)],
         }
     }
 
 
-def body(kind: str, items: int) -> bytes:
+def body(kind: str, items: int, *, distinct_timestamps: bool = False) -> bytes:
     """The envelope as the bytes Yalgaar would POST."""
-    return json.dumps(envelope(kind, items)).encode("utf-8")
+    data = envelope(kind, items, distinct_timestamps=distinct_timestamps)
+    return json.dumps(data).encode("utf-8")
 
 
 def body_of_size(kind: str, limit: int) -> tuple[bytes, int]:

@@ -231,11 +231,12 @@ def event_builder(cls: type[Event], names: t.Sequence[str]) -> t.Callable[..., t
     """
     if sorted(names) != sorted(f.name for f in dataclasses.fields(cls)):
         raise TypeError(f"{cls.__name__} has other fields than {names}.")
-    setters = [_slot_setter(cls, name) for name in names]
-    if None in setters or hasattr(cls, "__post_init__"):
+    found = [_slot_setter(cls, name) for name in names]
+    setters = [setter for setter in found if setter is not None]
+    if len(setters) != len(names) or hasattr(cls, "__post_init__"):
 
         def construct(*values: t.Any) -> t.Any:
-            return cls(**dict(zip(names, values)))
+            return cls(**dict(zip(names, values, strict=True)))
 
         return construct
     new = object.__new__
@@ -276,7 +277,7 @@ def event_builder(cls: type[Event], names: t.Sequence[str]) -> t.Callable[..., t
 
     def build(*values: t.Any) -> t.Any:
         event = new(cls)
-        for setter, value in zip(setters, values):
+        for setter, value in zip(setters, values, strict=True):
             setter(event, value)
         return event
 

@@ -359,7 +359,10 @@ def _compile(schema: Schema) -> fastpath.ItemLoader | None:
         ):
             return None
         if required:
-            messages.add((field.error_messages["required"], field.error_messages["null"]))
+            texts = (field.error_messages["required"], field.error_messages["null"])
+            if not all(isinstance(text, str) for text in texts):
+                return None
+            messages.add(t.cast("tuple[str, str]", texts))
     if len(messages) != 1:
         return None
     (required_message, null_message) = messages.pop()
