@@ -308,6 +308,10 @@ def _wrk(url: str, body_file: Path, seconds: float, connections: int) -> dict[st
     raise RuntimeError(f"wrk printed no result:\n{result.stdout}\n{result.stderr}")
 
 
+def _pair(requests: dict[str, int]) -> str:
+    return f"{requests['receiver'] / max(1, requests['floor']):.3f}"
+
+
 def http(report: Report, seconds: float) -> None:
     report.say("## 1. HTTP floor ratio")
     report.say()
@@ -359,14 +363,13 @@ def http(report: Report, seconds: float) -> None:
                                 errors = got["timeouts"] + sum(
                                     value for key, value in got.items() if "error" in key
                                 )
-                                pair = requests["receiver"] / requests["floor"]
                                 rows.append((
                                     workers, case, round_, side,
                                     f"{got['requests'] / got['duration_us'] * 1e6:.0f}",
                                     f"{got['p50_us'] / 1000:.2f}",
                                     f"{got['p99_us'] / 1000:.2f}",
                                     errors,
-                                    f"{pair:.3f}" if side == "receiver" else "",
+                                    _pair(requests) if side == "receiver" else "",
                                 ))  # fmt: skip
                         ratio = totals["receiver"] / max(1, totals["floor"])
                         rows.append((workers, case, "both", "receiver / floor",

@@ -121,6 +121,9 @@ class ItemLoader:
         stamps: dict[str, datetime | None] = {}
         actions: dict[str, tuple[PresenceAction, str]] = {}
         presence = self._presence
+        build_presence = self._build_presence
+        build_message = self._build_message
+        add_event = events.append
 
         for index, item in enumerate(items, first_index):
             if type(item) is not dict:
@@ -142,8 +145,8 @@ class ItemLoader:
             known_keys = 2
 
             channel: t.Any = item.get("channel", _MISSING)
-            if type(channel) is str and channel.strip():
-                channel = channel.strip()
+            if type(channel) is str and (text := channel.strip()):
+                channel = text
             elif channel is _MISSING:
                 errors["channel"] = [rules.required]
             elif channel is None:
@@ -174,8 +177,9 @@ class ItemLoader:
                 stamp = None
             else:
                 known_keys += 1
-                if type(stamp) is str and stamp in stamps:
-                    stamp = stamps[stamp]
+                seen = stamps.get(stamp, _MISSING) if type(stamp) is str else _MISSING
+                if seen is not _MISSING:
+                    stamp = seen
                 elif stamp is not None:
                     try:
                         moment = read_timestamp(stamp)
@@ -192,9 +196,10 @@ class ItemLoader:
             elif value is None:
                 errors[last] = [rules.null]
             elif presence and type(value) is str:
-                if value not in actions:
-                    actions[value] = read_last(value)  # never fails on text
-                value = actions[value]
+                pair = actions.get(value)
+                if pair is None:
+                    pair = actions[value] = read_last(value)  # never fails on text
+                value = pair
             else:
                 try:
                     value = read_last(value)
@@ -210,15 +215,13 @@ class ItemLoader:
             )
             if self._presence:
                 action, raw_action = value
-                events.append(
-                    self._build_presence[action](
+                add_event(
+                    build_presence[action](
                         channel, uuid, stamp, client_key, item, extra, action, raw_action
                     )
                 )
             else:
-                events.append(
-                    self._build_message(channel, uuid, stamp, client_key, item, extra, value)
-                )
+                add_event(build_message(channel, uuid, stamp, client_key, item, extra, value))
 
 
 def event_builder(cls: type[Event], names: t.Sequence[str]) -> t.Callable[..., t.Any]:

@@ -370,7 +370,8 @@ def _signals_for(event_class: type[Event]) -> tuple[Signal, ...]:
 def _call(func: t.Callable[..., t.Any], /, *args: t.Any, **kwargs: t.Any) -> None:
     """Call a handler; run it to completion when it is ``async def``."""
     result = func(*args, **kwargs)
-    if inspect.isawaitable(result):
+    # Most handlers return None; asking inspect about it costs more than the call.
+    if result is not None and inspect.isawaitable(result):
         _run(result)
 
 

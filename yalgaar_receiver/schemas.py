@@ -247,18 +247,15 @@ def load_items(
     """
     events: list[Event] = []
     rejected: list[Rejection] = []
+    schema = _PRESENCE if kind == "presence" else _MESSAGE if kind == "message" else None
+    loader = fast_loader(schema) if fast and schema is not None else None
+    if loader is not None:
+        loader.load(
+            items, client_key=client_key, envelope=envelope, events=events, rejected=rejected
+        )
+        return events, rejected
     presence = fast_loader(_PRESENCE) if fast else None
     message = fast_loader(_MESSAGE) if fast else None
-    if kind == "presence" and presence is not None:
-        presence.load(
-            items, client_key=client_key, envelope=envelope, events=events, rejected=rejected
-        )
-        return events, rejected
-    if kind == "message" and message is not None:
-        message.load(
-            items, client_key=client_key, envelope=envelope, events=events, rejected=rejected
-        )
-        return events, rejected
     token = _client_key.set(client_key)
     try:
         for index, item in enumerate(items):
