@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import typing as t
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 
 from . import wire
 from .events import Batch, Event, Rejection
