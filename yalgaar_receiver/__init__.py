@@ -32,6 +32,7 @@ from .events import UnbindEvent as UnbindEvent
 from .events import UnknownEvent as UnknownEvent
 from .exceptions import AuthenticationError as AuthenticationError
 from .exceptions import ConfigurationError as ConfigurationError
+from .exceptions import DispatchUnavailableError as DispatchUnavailableError
 from .exceptions import InvalidEnvelopeError as InvalidEnvelopeError
 from .exceptions import PayloadTooLargeError as PayloadTooLargeError
 from .exceptions import YalgaarError as YalgaarError
@@ -43,6 +44,7 @@ __all__ = [
     "Batch",
     "BindEvent",
     "ConfigurationError",
+    "DispatchUnavailableError",
     "Dispatcher",
     "Event",
     "HandlerFailure",

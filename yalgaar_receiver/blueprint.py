@@ -11,6 +11,7 @@ redirect loses the body) and never 410 (senders read it as "disable this webhook
 
 from __future__ import annotations
 
+import math
 import typing as t
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -20,6 +21,7 @@ from .events import Outcome, Rejection
 from .exceptions import (
     AuthenticationError,
     ConfigurationError,
+    DispatchUnavailableError,
     InvalidEnvelopeError,
     PayloadTooLargeError,
     YalgaarError,
@@ -40,6 +42,7 @@ _REFUSAL_STATUS: t.Final[t.Mapping[type[YalgaarError], tuple[int, str]]] = {
     PayloadTooLargeError: (413, "Payload too large"),
     InvalidEnvelopeError: (400, "Invalid Yalgaar envelope"),
     AuthenticationError: (403, "Forbidden"),
+    DispatchUnavailableError: (503, "Service unavailable"),
 }
 
 
@@ -78,10 +81,10 @@ def create_blueprint(receiver: Receiver, name: str = "yalgaar") -> Blueprint:
             outcome = receiver.handle(
                 _read_body(receiver), source_hint=source_hint, client_keys=keys
             )
-        except REFUSALS as error:
+        except (*REFUSALS, DispatchUnavailableError) as error:
             return _problem(error)
         status = 500 if outcome.failed and receiver.fail_on_handler_error else 200
-        response = jsonify(_summary(outcome))
+        response = jsonify(_summary(outcome, deduplicating=receiver.dedupe is not None))
         response.status_code = status
         return response
 
@@ -133,15 +136,22 @@ def _problem(error: YalgaarError) -> Response:
     response = jsonify(body)
     response.status_code = status
     response.mimetype = _PROBLEM
+    if isinstance(error, DispatchUnavailableError):
+        # Whole seconds: the only form of Retry-After besides an HTTP date.
+        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return response
 
 
-def _summary(outcome: Outcome) -> dict[str, t.Any]:
-    return {
+def _summary(outcome: Outcome, *, deduplicating: bool = False) -> dict[str, t.Any]:
+    summary = {
         "accepted": len(outcome.accepted),
         "rejected": [_rejection(r) for r in outcome.rejected],
         "failed": len(outcome.failed),
     }
+    if deduplicating:
+        # Only with a dedupe store, so that the answer of a receiver without one is unchanged.
+        summary["duplicates"] = len(outcome.duplicates)
+    return summary
 
 
 def _rejection(rejection: Rejection) -> dict[str, t.Any]:

@@ -196,8 +196,11 @@ class Outcome:
     :param accepted: the events handed to the dispatcher.
     :param rejected: the malformed items, which were reported and not dispatched.
     :param failed: the handler calls that raised.
+    :param duplicates: the accepted events that were not run because a delivery of them was
+        already handled (see ``Receiver(dedupe=...)``); only those found before the answer.
     """
 
     accepted: tuple[Event, ...]
     rejected: tuple[Rejection, ...]
     failed: tuple[HandlerFailure, ...]
+    duplicates: tuple[Event, ...] = ()

@@ -6,12 +6,16 @@ The whole tree::
     ├── InvalidEnvelopeError(YalgaarError, ValueError)   the body is no envelope (HTTP 400)
     ├── AuthenticationError(YalgaarError)                no configured client key matched (HTTP 403)
     ├── PayloadTooLargeError(YalgaarError)               too many bytes or items (HTTP 413)
+    ├── DispatchUnavailableError(YalgaarError)           events cannot be queued now (HTTP 503)
     └── ConfigurationError(YalgaarError)                 a setup mistake, raised before any webhook
 
 The first three refuse a whole request; a malformed *item* inside a valid envelope is not an
 exception but a :class:`~yalgaar_receiver.Rejection` in the outcome, so one bad item never costs
 the good ones. ``ConfigurationError`` sits apart: it is raised at start-up (or on the first call
-outside Flask) and means the code, not the sender, must change.
+outside Flask) and means the code, not the sender, must change. ``DispatchUnavailableError`` is
+the one temporary refusal: the body was fine, but the dispatcher cannot take its events right now
+(a full queue, an unreachable broker), so none of them was accepted and the sender should send the
+whole body again after ``retry_after`` seconds.
 
 Status codes are chosen in one place only, :mod:`yalgaar_receiver.blueprint`.
 """
@@ -26,6 +30,7 @@ if t.TYPE_CHECKING:
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
+    "DispatchUnavailableError",
     "InvalidEnvelopeError",
     "PayloadTooLargeError",
     "YalgaarError",
@@ -77,6 +82,20 @@ class PayloadTooLargeError(YalgaarError):
         super().__init__(message)
         self.limit = limit
         self.actual = actual
+
+
+class DispatchUnavailableError(YalgaarError):
+    """The dispatcher cannot take the events now; nothing of the request was accepted.
+
+    With de-duplication, the events of the request that did run before this was raised are
+    marked done, so sending the whole body again runs only the others.
+
+    :param retry_after: seconds after which sending again may succeed (HTTP ``Retry-After``).
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ConfigurationError(YalgaarError):

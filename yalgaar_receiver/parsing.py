@@ -65,13 +65,7 @@ def parse_envelope(
         level, the outermost is level 1).
     :raises InvalidEnvelopeError: the body is not JSON, too deep, or no envelope at all.
     """
-    envelopes = read_envelopes(body, source_hint=source_hint, max_depth=max_depth)
-    events, rejected = load_envelopes(envelopes)
-    return Batch(
-        events=tuple(events),
-        rejected=tuple(rejected),
-        client_keys=tuple(e.client_key for e in envelopes),
-    )
+    return load_envelopes(read_envelopes(body, source_hint=source_hint, max_depth=max_depth))
 
 
 def read_envelopes(
@@ -103,7 +97,7 @@ def read_envelopes(
     return envelopes
 
 
-def load_envelopes(envelopes: t.Sequence[Envelope]) -> tuple[list[Event], list[Rejection]]:
+def load_envelopes(envelopes: t.Sequence[Envelope]) -> Batch:
     """Validate every item of every envelope: events in body order, and the rejected items."""
     events: list[Event] = []
     rejected: list[Rejection] = []
@@ -117,7 +111,11 @@ def load_envelopes(envelopes: t.Sequence[Envelope]) -> tuple[list[Event], list[R
         )
         events.extend(good)
         rejected.extend(bad)
-    return events, rejected
+    return Batch(
+        events=tuple(events),
+        rejected=tuple(rejected),
+        client_keys=tuple(e.client_key for e in envelopes),
+    )
 
 
 def _decode(body: object, max_depth: int) -> object:

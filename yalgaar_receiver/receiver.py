@@ -19,6 +19,8 @@ import typing as t
 from blinker import Signal
 
 from . import signals
+from .dedupe import BUSY_RETRY_AFTER, STORE_RETRY_AFTER, Claim, ClaimState, DedupeStore, KeyFunction
+from .dedupe import event_key as default_event_key
 from .dispatch import Dispatcher, InlineDispatcher
 from .events import (
     Batch,
@@ -34,12 +36,13 @@ from .events import (
 from .exceptions import (
     AuthenticationError,
     ConfigurationError,
+    DispatchUnavailableError,
     InvalidEnvelopeError,
     PayloadTooLargeError,
     YalgaarError,
 )
 from .parsing import Envelope, load_envelopes, read_envelopes
-from .routing import Filter, Registry
+from .routing import Filter, Registry, compile_filters
 
 __all__ = ["HandlerDecorator", "Receiver"]
 
@@ -93,7 +96,7 @@ class HandlerDecorator:
         :param channel: only events whose channel matches (see :data:`~.routing.Filter`).
         :param uuid: only events whose uuid matches; an event without a uuid never matches.
         """
-        filters = {"channel": channel, "uuid": uuid}
+        filters = compile_filters({"channel": channel, "uuid": uuid})
         if func is not None:
             return self._registry.add(self.event_class, func, filters)
 
@@ -118,6 +121,11 @@ class Receiver:
     :param fail_on_handler_error: answer 500 when a handler raised, so the sender tries again;
         with ``False`` the failure is only logged and signalled.
     :param dispatcher: when and where handlers run; :class:`InlineDispatcher` by default.
+    :param dedupe: where de-duplication keys live (see :mod:`yalgaar_receiver.dedupe`); with
+        one, an event already handled within the store's ttl is not run again. ``None`` (the
+        default) runs every delivery.
+    :param dedupe_key: the key of an event; :func:`~yalgaar_receiver.dedupe.event_key` by
+        default. Return ``None`` to run an event without de-duplication.
     """
 
     def __init__(
@@ -131,6 +139,8 @@ class Receiver:
         max_depth: int = 64,
         fail_on_handler_error: bool = True,
         dispatcher: Dispatcher | None = None,
+        dedupe: DedupeStore | None = None,
+        dedupe_key: KeyFunction = default_event_key,
     ) -> None:
         self.client_keys: tuple[str, ...] = normalize_keys(client_keys, "client_keys")
         self.allow_unauthenticated = allow_unauthenticated
@@ -140,6 +150,17 @@ class Receiver:
         self.max_depth = _positive(max_depth, "max_depth")
         self.fail_on_handler_error = fail_on_handler_error
         self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else InlineDispatcher()
+        if dedupe is not None and not isinstance(dedupe, DedupeStore):
+            raise ConfigurationError(
+                f"dedupe must be a store with claim, done and release methods (such as "
+                f"MemoryDedupeStore()), not {dedupe!r}."
+            )
+        if not callable(dedupe_key):
+            raise ConfigurationError(
+                f"dedupe_key must be a function of the event, not {dedupe_key!r}."
+            )
+        self.dedupe = dedupe
+        self.dedupe_key = dedupe_key
         self._registry: Registry[type[Event]] = Registry(
             lambda key, event_class: issubclass(event_class, key)
         )
@@ -180,6 +201,7 @@ class Receiver:
         :raises InvalidEnvelopeError: not JSON, too deep, no envelope, or (strict) a bad item.
         :raises AuthenticationError: an envelope's ``clientKey`` is missing or not configured.
         :raises ConfigurationError: no key is configured and ``allow_unauthenticated`` is off.
+        :raises DispatchUnavailableError: the events cannot be taken now; send again later.
         """
         keys = self.client_keys or tuple(client_keys or ())
         if not keys and not self.allow_unauthenticated:
@@ -196,8 +218,23 @@ class Receiver:
         self._notify(signals.envelope_received, batch=batch)
         for rejection in batch.rejected:
             self._notify(signals.event_rejected, rejection=rejection)
-        failures = self.dispatcher.dispatch(batch.events, self.emit)
-        return Outcome(accepted=batch.events, rejected=batch.rejected, failed=tuple(failures))
+        # Duplicates found while the dispatcher runs (all of them, inline) go into the outcome;
+        # a background dispatcher finds them later, and only the signal sees those. Without a
+        # store the dispatcher gets the bound method itself, as it always did.
+        duplicates: list[Event] = []
+
+        def emit(event: Event) -> tuple[HandlerFailure, ...]:
+            return self._emit(event, duplicates)
+
+        failures = self.dispatcher.dispatch(
+            batch.events, self.emit if self.dedupe is None else emit
+        )
+        return Outcome(
+            accepted=batch.events,
+            rejected=batch.rejected,
+            failed=tuple(failures),
+            duplicates=tuple(duplicates),
+        )
 
     def _read(self, body: object, source_hint: str | None, keys: t.Sequence[str]) -> Batch:
         size = _byte_size(body)
@@ -217,19 +254,15 @@ class Receiver:
             )
         if keys:
             self._authenticate(envelopes, keys)
-        events, rejected = load_envelopes(envelopes)
-        if self.strict and rejected:
+        batch = load_envelopes(envelopes)
+        if self.strict and batch.rejected:
             raise InvalidEnvelopeError(
-                f"{len(rejected)} item(s) are malformed and the receiver is strict; "
+                f"{len(batch.rejected)} item(s) are malformed and the receiver is strict; "
                 "see 'rejected' for each one.",
                 messages={"data": ["Malformed items; see 'rejected'."]},
-                rejected=rejected,
+                rejected=batch.rejected,
             )
-        return Batch(
-            events=tuple(events),
-            rejected=tuple(rejected),
-            client_keys=tuple(e.client_key for e in envelopes),
-        )
+        return batch
 
     def _authenticate(self, envelopes: t.Sequence[Envelope], keys: t.Sequence[str]) -> None:
         expected = [k.encode("utf-8") for k in keys]
@@ -271,7 +304,84 @@ class Receiver:
         Every handler and subscriber is called even when an earlier one raised: blinker stops
         at the first exception, so this walks the receivers itself and isolates each call.
         Dispatchers call this; so do tests and replays that already hold an event.
+
+        With ``dedupe``, the event's key is claimed first. A duplicate (a key marked done) is not
+        run but sent on ``duplicate_event``. The key is marked done only when every call
+        succeeded; any failure releases it, so that a resend runs the event again.
+
+        :raises DispatchUnavailableError: with ``dedupe`` only: the store failed, or another
+            delivery of the same event is running right now. Nothing was run; try again later.
         """
+        return self._emit(event, None)
+
+    def _emit(self, event: Event, duplicates: list[Event] | None) -> tuple[HandlerFailure, ...]:
+        claim = self._claim(event)
+        if claim is not None and claim.state is ClaimState.DONE:
+            logger.debug("Skipped a duplicate of %r", event)
+            if duplicates is not None:
+                duplicates.append(event)
+            self._notify(signals.duplicate_event, event=event)
+            return ()
+        try:
+            failures = self._run(event)
+        except BaseException:
+            # Only what _run does not isolate (KeyboardInterrupt, SystemExit) gets here.
+            if claim is not None:
+                self._settle(claim, event, ok=False)
+            raise
+        if claim is not None:
+            self._settle(claim, event, ok=not failures)
+        return failures
+
+    def _claim(self, event: Event) -> Claim | None:
+        """Claim ``event``'s key; ``None`` when the event is not de-duplicated."""
+        if self.dedupe is None:
+            return None
+        key = self.dedupe_key(event)
+        if key is None:
+            return None
+        try:
+            claim = self.dedupe.claim(key)
+        except Exception as error:
+            # Neither running the event (it may be a duplicate) nor skipping it (it may not be)
+            # is safe; refusing makes the sender keep it and try again.
+            logger.warning("The dedupe store failed; refusing %r for now", event, exc_info=True)
+            raise DispatchUnavailableError(
+                f"The de-duplication store failed ({type(error).__name__}); send again later.",
+                retry_after=STORE_RETRY_AFTER,
+            ) from error
+        if claim.state is ClaimState.BUSY:
+            logger.info("%r is being handled by another delivery; refusing it for now", event)
+            raise DispatchUnavailableError(
+                "Another delivery of this event is being handled right now; send again later.",
+                retry_after=BUSY_RETRY_AFTER,
+            )
+        return claim
+
+    def _settle(self, claim: Claim, event: Event, *, ok: bool) -> None:
+        """Mark a claim done or release it; a store failure here only costs a later duplicate."""
+        assert self.dedupe is not None
+        try:
+            if ok:
+                if not self.dedupe.done(claim):
+                    logger.warning(
+                        "The claim on %r expired before its handlers finished; raise the "
+                        "store's lease, or another delivery may run it at the same time",
+                        event,
+                    )
+            else:
+                self.dedupe.release(claim)
+        except Exception:
+            # The claim then expires after the lease: a resend runs the event again, which is
+            # at-least-once, never a loss.
+            logger.warning(
+                "The dedupe store failed to %s the claim on %r",
+                "mark done" if ok else "release",
+                event,
+                exc_info=True,
+            )
+
+    def _run(self, event: Event) -> tuple[HandlerFailure, ...]:
         failures: list[HandlerFailure] = []
         for route in self._registry.routes_for(type(event)):
             try:

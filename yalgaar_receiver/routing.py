@@ -12,7 +12,7 @@ import re
 import typing as t
 from dataclasses import dataclass
 
-__all__ = ["Filter", "Matcher", "Registry", "Route", "compile_filter"]
+__all__ = ["Filter", "Matcher", "Registry", "Route", "compile_filter", "compile_filters"]
 
 #: What a keyword filter of a decorator may be: a glob (``fnmatchcase`` rules, case-sensitive;
 #: a string without ``*``, ``?`` or ``[`` is compared exactly), a compiled regex (``search``),
@@ -47,6 +47,17 @@ def compile_filter(name: str, spec: Filter) -> Matcher:
     )
 
 
+def compile_filters(filters: t.Mapping[str, Filter | None]) -> tuple[tuple[str, Matcher], ...]:
+    """Compile the filters that are not ``None``, keyed by the field they test.
+
+    Called when a decorator is applied with its arguments, so that a bad filter fails at import
+    time rather than when the first event arrives.
+    """
+    return tuple(
+        (field, compile_filter(field, spec)) for field, spec in filters.items() if spec is not None
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Route(t.Generic[K]):
     """One registered handler: what it listens to, and the filters it asked for."""
@@ -69,16 +80,11 @@ class Registry(t.Generic[K]):
         self._accepts = accepts
         self._cache: dict[t.Any, tuple[Route[K], ...]] = {}
 
-    def add(self, key: K, handler: H, filters: t.Mapping[str, Filter | None]) -> H:
-        """Register ``handler`` under ``key`` with the filters that are not ``None``."""
+    def add(self, key: K, handler: H, filters: tuple[tuple[str, Matcher], ...] = ()) -> H:
+        """Register ``handler`` under ``key`` with filters from :func:`compile_filters`."""
         if not callable(handler):
             raise TypeError(f"A handler must be callable, got {handler!r}.")
-        compiled = tuple(
-            (field, compile_filter(field, spec))
-            for field, spec in filters.items()
-            if spec is not None
-        )
-        self._routes.append(Route(handler=handler, key=key, filters=compiled))
+        self._routes.append(Route(handler=handler, key=key, filters=filters))
         self._cache.clear()
         return handler
 

@@ -34,3 +34,5 @@ event_rejected = _signals.signal("event-rejected")
 envelope_rejected = _signals.signal("envelope-rejected")
 #: ``event=``, ``handler=``, ``error=``: a handler or subscriber raised.
 handler_failed = _signals.signal("handler-failed")
+#: ``event=``: an event not run because a delivery of it was already handled (de-duplication).
+duplicate_event = _signals.signal("duplicate-event")

@@ -1,0 +1,62 @@
+"""Event records: frozen, printable without secrets, comparable."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+
+import pytest
+
+from yalgaar_receiver import BindEvent, MessageEvent, PresenceAction, UnbindEvent, UnknownEvent
+
+KEY = "ck-0123456789abcdef"
+
+
+def make(**overrides: object) -> BindEvent:
+    fields: dict[str, object] = {
+        "channel": "room",
+        "uuid": "u1",
+        "timestamp": datetime(2018, 3, 21, tzinfo=timezone.utc),
+        "client_key": KEY,
+        "raw": {"channel": "room", "secret": "x"},
+        "extra": {"secret": "x"},
+    }
+    fields.update(overrides)
+    return BindEvent(**fields)  # type: ignore[arg-type]
+
+
+def test_repr_hides_the_key_and_raw() -> None:
+    text = repr(make())
+    assert KEY not in text
+    assert "raw=" not in text
+    assert "channel='room'" in text
+
+
+def test_events_are_frozen_and_slotted() -> None:
+    event = make()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.channel = "other"  # type: ignore[misc]
+    assert not hasattr(event, "__dict__")
+
+
+def test_equality_ignores_raw_but_not_extra() -> None:
+    assert make() == make(raw={"different": True})
+    assert make() != make(extra={})
+    assert hash(make()) == hash(make(raw={}))
+
+
+def test_defaults_of_the_subclasses() -> None:
+    assert make().action is PresenceAction.BIND
+    unbind = UnbindEvent(channel="c", uuid=None, timestamp=None)
+    assert unbind.action is PresenceAction.UNBIND
+    assert (unbind.raw_action, unbind.client_key) == ("unbind", "")
+    assert UnknownEvent(channel=None, uuid=None, timestamp=None).source == ""
+
+
+def test_event_types() -> None:
+    assert [c.event_type for c in (BindEvent, UnbindEvent, MessageEvent, UnknownEvent)] == [
+        "bind",
+        "unbind",
+        "message",
+        "unknown",
+    ]
