@@ -24,6 +24,7 @@ PIPELINE = [
     "exceptions",
     "signals",
     "wire",
+    "fastpath",
     "schemas",
     "parsing",
     "routing",

@@ -28,7 +28,6 @@ __all__ = ["Envelope", "load_envelopes", "parse_envelope", "read_envelopes"]
 
 _BOM: t.Final = b"\xef\xbb\xbf"
 _SOURCE_HINTS: t.Final = frozenset({"presence", "message"})
-_COUNT_BELOW: t.Final = 4096
 # Exact types, as json.loads makes them; a subclass in decoded input is taken as a leaf.
 _CONTAINERS: t.Final[frozenset[type]] = frozenset({dict, list})
 
@@ -146,27 +145,36 @@ def _loads(text: str, max_depth: int, what: str) -> object:
     except ValueError as error:
         # Covers JSONDecodeError and integers beyond Python's digit limit.
         raise InvalidEnvelopeError(f"{what} is not valid JSON: {error}.") from None
-    # Every level of nesting opens with a bracket, so text with no more brackets than the limit
-    # (strings included) cannot be too deep, and a small body (a one-item webhook) skips the
-    # walk. Counting costs about half a walk, so a large body, which has more brackets than any
-    # limit anyway, goes straight to the walk.
-    if len(text) > _COUNT_BELOW or text.count("{") + text.count("[") > max_depth:
-        _check_depth(value, max_depth)
+    _check_depth(value, max_depth, brackets=text.count("{") + text.count("["))
     return value
 
 
-def _check_depth(value: object, max_depth: int) -> None:
+def _check_depth(value: object, max_depth: int, brackets: int | None = None) -> None:
+    """Raise when ``value`` nests deeper than ``max_depth``.
+
+    :param brackets: how many ``{`` and ``[`` the JSON text had, strings included, when
+        ``value`` was decoded from text. Every array and object opens with one, so this bounds
+        the number of containers: a body with no more brackets than the limit cannot be too
+        deep, and once the levels walked hold that many containers, nothing deeper is left to
+        walk. A presence batch stops at its items that way, without looking into them.
+    """
+    if brackets is not None and brackets <= max_depth:
+        return
     # Level by level rather than node by node: a deep document cannot exhaust the Python stack,
     # and each level is taken apart in C (``map``, ``chain``, ``set``) instead of one node at a
     # time in Python, which matters because every item of every request passes here.
     level: list[t.Any] = [value]
     kinds = {type(value)}
     depth = 1
+    seen = 0
     while not kinds.isdisjoint(_CONTAINERS):
         if depth > max_depth:
             raise _too_deep(max_depth)
         if not kinds <= _CONTAINERS:
             level = [node for node in level if type(node) in _CONTAINERS]
+        seen += len(level)
+        if brackets is not None and seen >= brackets:
+            return
         if kinds == {dict}:  # a list of items, for one
             children = list(chain.from_iterable(map(dict.values, level)))
         elif kinds == {list}:
