@@ -86,6 +86,7 @@ class ItemLoader:
         if rules.kind not in ("presence", "message"):
             raise ValueError(f"No fast loader for {rules.kind!r} items.")
         self.rules = rules
+        self._readers = (rules.read_channel, rules.read_uuid, rules.read_timestamp, rules.read_last)
         self._known = frozenset(rules.fields)
         self._last = rules.fields[-1]
         self._presence = rules.kind == "presence"
@@ -109,10 +110,7 @@ class ItemLoader:
         :param first_index: the index of the first of ``items`` in its envelope's ``data``.
         """
         rules = self.rules
-        read_channel = rules.read_channel
-        read_uuid = rules.read_uuid
-        read_timestamp = rules.read_timestamp
-        read_last = rules.read_last
+        read_channel, read_uuid, read_timestamp, read_last = self._readers
         last = self._last
         known = self._known
         # The items of one batch share a few timestamps (Yalgaar batches every 2 s, in seconds)

@@ -315,6 +315,8 @@ class Receiver:
         return self._emit(event, None)
 
     def _emit(self, event: Event, duplicates: list[Event] | None) -> tuple[HandlerFailure, ...]:
+        if self.dedupe is None:
+            return self._run(event)
         claim = self._claim(event)
         if claim is not None and claim.state is ClaimState.DONE:
             logger.debug("Skipped a duplicate of %r", event)

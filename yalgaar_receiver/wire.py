@@ -115,14 +115,8 @@ def read_timestamp(value: object) -> datetime | None:
     as :data:`TIMESTAMP_UNITS` says, and ISO-8601 text (naive means UTC). Empty, ``0`` and
     ``"0"`` mean none.
     """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"Expected a timestamp, got the boolean {json.dumps(value)}.")
     number: int | float
-    if isinstance(value, (int, float)):
-        number = value
-    elif isinstance(value, str):
+    if isinstance(value, str):
         text = value.strip()
         if not text:
             return None
@@ -133,6 +127,12 @@ def read_timestamp(value: object) -> datetime | None:
             number = int(text) if text.lstrip("+-").isdigit() else float(text)
         else:
             return _read_iso(text, value)
+    elif value is None:
+        return None
+    elif isinstance(value, bool):
+        raise ValueError(f"Expected a timestamp, got the boolean {json.dumps(value)}.")
+    elif isinstance(value, (int, float)):
+        number = value
     else:
         raise ValueError(f"Expected a timestamp as a string or a number, got {describe(value)}.")
     return _from_number(number, value)
