@@ -117,7 +117,7 @@ class ItemLoader:
         # and a few actions, so text read once is read for the whole batch. What is shared is
         # immutable: a datetime, an enum member, a string.
         stamps: dict[str, datetime | None] = {}
-        actions: dict[str, tuple[PresenceAction, str]] = {}
+        actions: dict[str, tuple[t.Callable[..., Event], PresenceAction, str]] = {}
         presence = self._presence
         build_presence = self._build_presence
         build_message = self._build_message
@@ -194,15 +194,22 @@ class ItemLoader:
             elif value is None:
                 errors[last] = [rules.null]
             elif presence and type(value) is str:
-                pair = actions.get(value)
-                if pair is None:
-                    pair = actions[value] = read_last(value)  # never fails on text
-                value = pair
+                # With the action goes its event class's builder: looking it up by the enum
+                # member per item would hash the member in Python.
+                seen_action = actions.get(value)
+                if seen_action is None:
+                    action, raw_action = read_last(value)  # never fails on text
+                    seen_action = (build_presence[action], action, raw_action)
+                    actions[value] = seen_action
+                value = seen_action
             else:
                 try:
                     value = read_last(value)
                 except ValueError as error:
                     errors[last] = [str(error)]
+                else:
+                    if presence:
+                        value = (build_presence[value[0]], *value)
 
             if errors:
                 rejected.append(Rejection(envelope=envelope, index=index, errors=errors, raw=item))
@@ -211,13 +218,9 @@ class ItemLoader:
             extra = (
                 {} if len(item) == known_keys else {k: v for k, v in item.items() if k not in known}
             )
-            if self._presence:
-                action, raw_action = value
-                add_event(
-                    build_presence[action](
-                        channel, uuid, stamp, client_key, item, extra, action, raw_action
-                    )
-                )
+            if presence:
+                build, action, raw_action = value
+                add_event(build(channel, uuid, stamp, client_key, item, extra, action, raw_action))
             else:
                 add_event(build_message(channel, uuid, stamp, client_key, item, extra, value))
 
