@@ -161,6 +161,11 @@ class Receiver:
             )
         self.dedupe = dedupe
         self.dedupe_key = dedupe_key
+        # A dispatcher that runs events in another process (a Celery worker) must find this
+        # receiver there; it asks for it with an ``attach`` method.
+        attach = getattr(self.dispatcher, "attach", None)
+        if callable(attach):
+            attach(self)
         self._registry: Registry[type[Event]] = Registry(
             lambda key, event_class: issubclass(event_class, key)
         )
