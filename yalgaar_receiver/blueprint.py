@@ -83,9 +83,9 @@ def create_blueprint(receiver: Receiver, name: str = "yalgaar") -> Blueprint:
             )
         except (*REFUSALS, DispatchUnavailableError) as error:
             return _problem(error)
-        status = 500 if outcome.failed and receiver.fail_on_handler_error else 200
         response = jsonify(_summary(outcome, deduplicating=receiver.dedupe is not None))
-        response.status_code = status
+        if outcome.failed and receiver.fail_on_handler_error:
+            response.status_code = 500  # jsonify answers 200; setting it costs a parse
         return response
 
     methods = ["GET", "HEAD", "POST"]
