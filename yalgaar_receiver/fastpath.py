@@ -24,15 +24,7 @@ import types
 import typing as t
 from datetime import datetime
 
-from .events import (
-    BindEvent,
-    Event,
-    MessageEvent,
-    PresenceAction,
-    PresenceEvent,
-    Rejection,
-    UnbindEvent,
-)
+from .events import Event, MessageEvent, PresenceAction, PresenceEvent, Rejection
 
 __all__ = ["ItemLoader", "ItemRules", "event_builder"]
 
@@ -54,6 +46,8 @@ class ItemRules:
     :param required: the message of a required field that is missing.
     :param null: the message of a required field that is ``null``.
     :param fallback: loads one item through the schema itself.
+    :param presence_classes: the event class of each action, as the schema's ``post_load``
+        picks it (presence only).
     """
 
     kind: str
@@ -65,18 +59,15 @@ class ItemRules:
     required: str
     null: str
     fallback: Fallback
+    presence_classes: t.Mapping[PresenceAction, type[PresenceEvent]] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 # The order in which the loop passes field values to a builder.
 _COMMON_ORDER: t.Final = ("channel", "uuid", "timestamp", "client_key", "raw", "extra")
 _PRESENCE_ORDER: t.Final = (*_COMMON_ORDER, "action", "raw_action")
 _MESSAGE_ORDER: t.Final = (*_COMMON_ORDER, "message")
-
-_PRESENCE_CLASSES: t.Final[t.Mapping[PresenceAction, type[PresenceEvent]]] = {
-    PresenceAction.BIND: BindEvent,
-    PresenceAction.UNBIND: UnbindEvent,
-    PresenceAction.UNKNOWN: PresenceEvent,
-}
 
 
 class ItemLoader:
@@ -92,7 +83,8 @@ class ItemLoader:
         self._presence = rules.kind == "presence"
         self._build_message = event_builder(MessageEvent, _MESSAGE_ORDER)
         self._build_presence = {
-            action: event_builder(cls, _PRESENCE_ORDER) for action, cls in _PRESENCE_CLASSES.items()
+            action: event_builder(cls, _PRESENCE_ORDER)
+            for action, cls in rules.presence_classes.items()
         }
 
     def load(
