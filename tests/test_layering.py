@@ -35,6 +35,7 @@ PIPELINE = [
     "dispatch",
     "dedupe",
     "receiver",
+    "presence",
     "blueprint",
 ]
 

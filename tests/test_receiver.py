@@ -580,4 +580,8 @@ def test_signal_kwargs_are_documented_names() -> None:
         "envelope_rejected": "envelope-rejected",
         "handler_failed": "handler-failed",
         "duplicate_event": "duplicate-event",
+        "member_joined": "member-joined",
+        "member_left": "member-left",
+        "channel_occupied": "channel-occupied",
+        "channel_vacated": "channel-vacated",
     }

@@ -7,6 +7,9 @@ names an application also uses.
 
 Decorated handlers (``@receiver.on_bind``) run first, in registration order; these signals are for
 subscribers connected directly, such as metrics or a test's capture. See ``docs/signals.md``.
+
+The four presence transitions at the end are the exception: their sender is a
+:class:`~yalgaar_receiver.presence.PresenceTracker` (``docs/presence.md``).
 """
 
 from __future__ import annotations
@@ -36,3 +39,14 @@ envelope_rejected = _signals.signal("envelope-rejected")
 handler_failed = _signals.signal("handler-failed")
 #: ``event=``: an event not run because a delivery of it was already handled (de-duplication).
 duplicate_event = _signals.signal("duplicate-event")
+
+# Presence transitions: sent by a PresenceTracker (the sender), never by the Receiver; see
+# docs/presence.md. Each is sent once per transition, after the tracker's decorated handlers.
+#: ``channel=``, ``uuid=``: a uuid became a member of a channel.
+member_joined = _signals.signal("member-joined")
+#: ``channel=``, ``uuid=``: a member's departure was confirmed (after the grace time, if any).
+member_left = _signals.signal("member-left")
+#: ``channel=``: a channel went from 0 members to 1, after that member's ``member_joined``.
+channel_occupied = _signals.signal("channel-occupied")
+#: ``channel=``: a channel went from 1 member to 0, after that member's ``member_left``.
+channel_vacated = _signals.signal("channel-vacated")

@@ -1,0 +1,1 @@
+"""A live presence dashboard: ``flask --app examples.presence_dashboard.dashboard run``."""
