@@ -521,6 +521,9 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     if not args.no_http and shutil.which("wrk") is None:
         print("wrk is not installed; on Debian or Ubuntu: apt-get install wrk", file=sys.stderr)
         return 2
+    if not args.no_http and not Path(sys.executable).with_name("gunicorn").exists():
+        print("gunicorn is not installed; pip install -e '.[bench]'", file=sys.stderr)
+        return 2
 
     report = Report()
     started = datetime.datetime.now(datetime.timezone.utc)
