@@ -52,6 +52,7 @@ def main(kind: str, path: str) -> None:
     after = _rss_kib("VmHWM")
     items = len(outcome.accepted)
     assert items > 0 and not outcome.rejected
+    assert seen[0] == items + 10  # the handler ran for every event, warm-up included
     print(
         json.dumps(
             {
