@@ -69,6 +69,7 @@ TIMESTAMP_UNITS: t.Final = (
 )
 
 _EPOCH: t.Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SECONDS_BELOW: t.Final = TIMESTAMP_UNITS[0][0]
 # One constructor per unit rather than ``timedelta(**{unit: number})``: a keyword dict per
 # timestamp costs more than the rest of reading it.
 _DELTAS: t.Final[t.Mapping[str, t.Callable[[float], timedelta]]] = {
@@ -123,6 +124,8 @@ def read_timestamp(value: object) -> datetime | None:
         if text.isdigit() and text.isascii():
             # Whole seconds, as the doc says: the common case, read without the regex.
             number = int(text)
+            if 0 < number < _SECONDS_BELOW:
+                return _EPOCH + timedelta(seconds=number)
         elif _NUMBER.fullmatch(text):
             number = int(text) if text.lstrip("+-").isdigit() else float(text)
         else:
