@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit clean bench
+.PHONY: demo test lint typecheck unit clean fuzz test-load bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,4 +31,14 @@ bench: $(BIN)/.installed
 	cd benchmarks && ../$(BIN)/python bench.py --out RESULTS.md
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis .fuzz-corpus
+
+# Fuzz parse_envelope and Receiver.handle for ten minutes (make test runs a bounded slice).
+fuzz: $(BIN)/.installed
+	mkdir -p .fuzz-corpus
+	cp tests/payloads/* .fuzz-corpus/
+	$(BIN)/python -m tests.fuzz -max_total_time=600 -max_len=4096 -artifact_prefix=.fuzz-corpus/ .fuzz-corpus
+
+# The load and fault suite (tests/load): gunicorn, redis-server, 20,000 events; about a minute.
+test-load: $(BIN)/.installed
+	$(BIN)/pytest -o addopts="-ra --strict-markers" tests/load

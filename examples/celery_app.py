@@ -6,6 +6,7 @@ root, with a Redis server on 127.0.0.1:6379::
 
     pip install 'yalgaar-receiver[celery]' gunicorn
     export YALGAAR_CLIENT_KEYS=ck-0123456789abcdef
+    export YALGAAR_URL_TOKENS=$(openssl rand -hex 24)  # the secret in the webhook URL
 
     # the workers (as many as you like, on any machine that reaches the broker)
     celery -A examples.celery_app:celery_app worker -Q yalgaar --concurrency 4 --loglevel INFO
@@ -13,14 +14,15 @@ root, with a Redis server on 127.0.0.1:6379::
     # the web side
     gunicorn --workers 2 --bind 127.0.0.1:8000 'examples.celery_app:create_app()'
 
-Then set the dashboard's Presence URL to ``https://your-host/yalgaar/presence`` and its Message
-URL to ``https://your-host/yalgaar/message``. When Redis is down, the web side answers 503 with
-``Retry-After``; handlers that keep failing end in ``yalgaar-dead-letters.jsonl`` on the worker,
-and ``python -m examples.celery_app replay`` runs them again. ``docs/delivery.md`` explains the
-guarantees.
+Then set the dashboard's Presence URL to ``https://your-host/yalgaar/<token>/presence`` and its
+Message URL to ``https://your-host/yalgaar/<token>/message`` (see ``docs/security.md``). When
+Redis is down, the web side answers 503 with ``Retry-After``; handlers that keep failing end in
+``yalgaar-dead-letters.jsonl`` on the worker, and ``python -m examples.celery_app replay`` runs
+them again. ``docs/delivery.md`` explains the guarantees.
 
 Environment: ``YALGAAR_BROKER_URL`` (default ``redis://127.0.0.1:6379/0``),
-``YALGAAR_CLIENT_KEYS`` (comma-separated), ``YALGAAR_DEAD_LETTERS`` (the dead-letter file).
+``YALGAAR_CLIENT_KEYS`` (comma-separated), ``YALGAAR_URL_TOKENS`` (comma-separated),
+``YALGAAR_DEAD_LETTERS`` (the dead-letter file).
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     """The web side; ``YALGAAR_CLIENT_KEYS`` comes from the environment or ``config``."""
     app = Flask(__name__)
     app.config["YALGAAR_CLIENT_KEYS"] = os.environ.get("YALGAAR_CLIENT_KEYS")
+    # The secret in the webhook URL (docs/security.md); without it the app warns at start-up.
+    app.config["YALGAAR_URL_TOKENS"] = os.environ.get("YALGAAR_URL_TOKENS")
     app.config.update(config or {})
     app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
     return app

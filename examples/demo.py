@@ -55,6 +55,8 @@ def build_app() -> tuple[Flask, Receiver]:
     signals.event_rejected.connect(rejected, sender=receiver, weak=False)
 
     app = Flask("yalgaar-demo")
+    # A demo on 127.0.0.1 only; a deployment adds a URL token instead (docs/security.md).
+    app.config["YALGAAR_ALLOW_CLIENT_KEY_ONLY"] = True
     app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
     return app, receiver
 

@@ -7,7 +7,10 @@ them strongly.
 
 Run it with::
 
-    YALGAAR_CLIENT_KEYS=ck-0123456789abcdef flask --app 'examples.factory_app:create_app()' run
+    YALGAAR_CLIENT_KEYS=ck-0123456789abcdef YALGAAR_URL_TOKENS=$(openssl rand -hex 24) \
+        flask --app 'examples.factory_app:create_app()' run
+
+and give Yalgaar ``https://host/webhooks/yalgaar/<token>/presence`` (see docs/security.md).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides what the environment says."""
     app = Flask(__name__)
     app.config["YALGAAR_CLIENT_KEYS"] = os.environ.get("YALGAAR_CLIENT_KEYS", "")
+    # The secret in the webhook URL (docs/security.md); without it the app warns at start-up.
+    app.config["YALGAAR_URL_TOKENS"] = os.environ.get("YALGAAR_URL_TOKENS")
     app.config.update(config or {})
 
     receiver = Receiver()

@@ -105,6 +105,7 @@ def build(url: str) -> Stack:
         note(event)
 
     flask_app = Flask(__name__)
+    flask_app.config["YALGAAR_ALLOW_CLIENT_KEY_ONLY"] = True  # see test_auth.py
     flask_app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
     return Stack(celery_app, receiver, dispatcher, flask_app, store)
 

@@ -18,6 +18,7 @@ from yalgaar_receiver import (
     InvalidEnvelopeError,
     PayloadTooLargeError,
     Receiver,
+    YalgaarSecurityWarning,
     create_blueprint,
     signals,
 )
@@ -29,6 +30,9 @@ PROBLEM = "application/problem+json"
 
 def make_app(receiver: Receiver, prefix: str | None = "/yalgaar", **config: t.Any) -> Flask:
     app = Flask(__name__)
+    # These tests are about the HTTP contract with client keys; the security warning and the
+    # other layers are tested in test_auth.py.
+    app.config["YALGAAR_ALLOW_CLIENT_KEY_ONLY"] = True
     app.config.update(config)
     app.register_blueprint(create_blueprint(receiver), url_prefix=prefix)
     return app
@@ -199,7 +203,7 @@ def test_bad_client_keys_are_403_without_details(client: FlaskClient, name: str)
     assert response.status_code == 403
     assert response.mimetype == PROBLEM
     assert response.json is not None
-    assert response.json["detail"] == "The request's clientKey is missing or not accepted."
+    assert response.json["detail"] == "The request is not authenticated."
     assert b"ck-" not in response.data
 
 
@@ -362,12 +366,14 @@ def test_empty_keys_in_config_are_refused() -> None:
 
 
 def test_unauthenticated_receiver_registers_without_keys() -> None:
-    client = make_app(Receiver(allow_unauthenticated=True)).test_client()
+    with pytest.warns(YalgaarSecurityWarning, match="FROM ANYONE"):
+        client = make_app(Receiver(allow_unauthenticated=True)).test_client()
     assert client.post("/yalgaar/", data=payload("client-key-missing.json")).status_code == 200
 
 
 def test_two_blueprints_need_two_names() -> None:
     app = Flask(__name__)
+    app.config["YALGAAR_ALLOW_CLIENT_KEY_ONLY"] = True
     app.register_blueprint(create_blueprint(Receiver(client_keys=[KEY]), name="a"), url_prefix="/a")
     app.register_blueprint(
         create_blueprint(Receiver(client_keys=["ck-b"]), name="b"), url_prefix="/b"

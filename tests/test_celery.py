@@ -334,6 +334,7 @@ def test_a_broker_that_stops_answering_costs_seconds_not_a_hang(
     }
     receiver = Receiver(client_keys=[KEY], dispatcher=dispatcher)
     app = Flask(__name__)
+    app.config["YALGAAR_ALLOW_CLIENT_KEY_ONLY"] = True  # see test_auth.py
     app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
     client = app.test_client()
     item = {"channel": "orders", "uuid": "h1", "message": "m"}

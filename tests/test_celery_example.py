@@ -46,10 +46,11 @@ def test_the_docstring_has_the_commands(example: ModuleType) -> None:
 def test_the_example_worker_handles_what_the_web_side_accepted(
     example: ModuleType, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    client = example.create_app({"YALGAAR_CLIENT_KEYS": KEY}).test_client()
-    response = client.post("/yalgaar/presence", data=payload("presence-bind.json"))
+    app = example.create_app({"YALGAAR_CLIENT_KEYS": KEY, "YALGAAR_URL_TOKENS": "t0ken"})
+    client = app.test_client()
+    response = client.post("/yalgaar/t0ken/presence", data=payload("presence-bind.json"))
     assert response.status_code == 200 and response.json["accepted"] == 1
-    assert client.post("/yalgaar/", data=payload("client-key-wrong.json")).status_code == 403
+    assert client.post("/yalgaar/t0ken/", data=payload("client-key-wrong.json")).status_code == 403
 
     log = tmp_path / "worker.log"
     with log.open("wb") as out:

@@ -438,6 +438,7 @@ def test_a_store_that_fails_to_release_leaves_the_claim_to_expire(
 
 def app_for(receiver: Receiver) -> Flask:
     app = Flask(__name__)
+    app.config["YALGAAR_ALLOW_CLIENT_KEY_ONLY"] = True  # see test_auth.py
     app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
     return app
 

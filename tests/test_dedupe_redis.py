@@ -69,6 +69,8 @@ def make_app(store: RedisDedupeStore, runs: Runs, *, pause: float = 0.0) -> Flas
         time.sleep(pause)
 
     app = Flask(f"app-{uuid.uuid4().hex}")
+
+    app.config["YALGAAR_ALLOW_CLIENT_KEY_ONLY"] = True  # see test_auth.py
     app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
     return app
 
@@ -271,6 +273,8 @@ def test_redis_lost_in_the_middle_of_a_batch_loses_nothing(redis_server: RedisSe
                 redis_server.stop()
 
         app = Flask(__name__)
+
+        app.config["YALGAAR_ALLOW_CLIENT_KEY_ONLY"] = True  # see test_auth.py
         app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
         http = app.test_client()
         body = payload("dedupe_batch.json")

@@ -10,6 +10,8 @@ from types import ModuleType
 
 import pytest
 
+from yalgaar_receiver import YalgaarSecurityWarning
+
 from .payloads import KEY, payload
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -24,7 +26,9 @@ def load(name: str) -> ModuleType:
 
 
 def test_minimal_app(capsys: pytest.CaptureFixture[str]) -> None:
-    client = load("minimal_app").app.test_client()
+    # The README's snippet relies on the client key alone, and says so at start-up.
+    with pytest.warns(YalgaarSecurityWarning, match="clientKey alone"):
+        client = load("minimal_app").app.test_client()
     assert client.post("/yalgaar/presence", data=payload("presence-bind.json")).status_code == 200
     body = b'{"items": {"source": "Message", "clientKey": "%s", "data": [' % KEY.encode()
     body += b'{"channel": "orders-7", "uuid": "u", "timestamp": "1", "message": "{\\"id\\": 7}"}]}}'
@@ -36,15 +40,24 @@ def test_minimal_app(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_factory_app_reads_keys_from_config() -> None:
     module = load("factory_app")
-    app = module.create_app({"YALGAAR_CLIENT_KEYS": f"ck-old0000000000000,{KEY}"})
+    app = module.create_app(
+        {"YALGAAR_CLIENT_KEYS": f"ck-old0000000000000,{KEY}", "YALGAAR_URL_TOKENS": "t0ken"}
+    )
     client = app.test_client()
     assert (
         client.post("/webhooks/yalgaar/presence", data=payload("presence-bind.json")).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            "/webhooks/yalgaar/t0ken/presence", data=payload("presence-bind.json")
+        ).status_code
         == 200
     )
     assert [e.uuid for e in app.extensions["seen_events"]] == ["User-1a2b3c4d"]
     assert (
-        client.post("/webhooks/yalgaar/", data=payload("client-key-wrong.json")).status_code == 403
+        client.post("/webhooks/yalgaar/t0ken/", data=payload("client-key-wrong.json")).status_code
+        == 403
     )
 
 

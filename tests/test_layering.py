@@ -36,6 +36,7 @@ PIPELINE = [
     "dedupe",
     "receiver",
     "presence",
+    "auth",
     "blueprint",
 ]
 

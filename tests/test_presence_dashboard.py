@@ -34,6 +34,7 @@ def make_app(stream_seconds: float, grace_seconds: float = 0) -> Flask:
     return create_app(
         {
             "YALGAAR_CLIENT_KEYS": [KEY],
+            "YALGAAR_ALLOW_CLIENT_KEY_ONLY": True,  # see test_auth.py
             "YALGAAR_PRESENCE_GRACE_SECONDS": grace_seconds,
             "YALGAAR_DASHBOARD_HEARTBEAT_SECONDS": 0.2,
             "YALGAAR_DASHBOARD_STREAM_SECONDS": stream_seconds,
@@ -231,6 +232,7 @@ def test_the_page_shows_binds_and_unbinds_live(served: str, tmp_path: Path) -> N
 def test_two_dashboards_share_the_state_through_redis(redis_server: RedisServer) -> None:
     settings = {
         "YALGAAR_CLIENT_KEYS": KEY,  # one comma-separated string, as from the environment
+        "YALGAAR_ALLOW_CLIENT_KEY_ONLY": "true",  # see test_auth.py
         "YALGAAR_PRESENCE_GRACE_SECONDS": "0",
         "YALGAAR_PRESENCE_REDIS_URL": redis_server.url,
     }

@@ -61,6 +61,7 @@ def _app() -> Flask:
     receiver = Receiver(client_keys=[KEY], max_items=50)
     receiver.on_event(lambda event: None)
     app = Flask(__name__)
+    app.config["YALGAAR_ALLOW_CLIENT_KEY_ONLY"] = True  # the warning is tested in test_auth.py
     app.register_blueprint(create_blueprint(receiver), url_prefix="/y")
     return app
 

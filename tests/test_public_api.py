@@ -28,6 +28,7 @@ def test_top_level_names() -> None:
         "UnbindEvent",
         "UnknownEvent",
         "YalgaarError",
+        "YalgaarSecurityWarning",
         "create_blueprint",
         "parse_envelope",
         "signals",
@@ -54,3 +55,15 @@ def test_signals_live_in_the_package_namespace() -> None:
     from blinker import signal as default_signal
 
     assert signals.bind is not default_signal("bind")
+
+
+def test_auth_names() -> None:
+    from yalgaar_receiver import auth
+
+    assert auth.__all__ == [
+        "SETTINGS",
+        "TOKEN_PARAMETER",
+        "RequestAuth",
+        "RequestView",
+        "client_address",
+    ]

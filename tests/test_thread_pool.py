@@ -48,6 +48,7 @@ def wait_until(condition: t.Callable[[], bool]) -> None:
 
 def make_app(receiver: Receiver) -> Flask:
     app = Flask(__name__)
+    app.config["YALGAAR_ALLOW_CLIENT_KEY_ONLY"] = True  # see test_auth.py
     app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
     return app
 

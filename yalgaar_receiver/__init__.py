@@ -4,7 +4,8 @@ Layering, enforced by ``tests/test_layering.py``:
 
 * ``blueprint`` is the only module that imports Flask or Werkzeug; everything that reads,
   validates and dispatches (``receiver``, ``parsing``, ``schemas``, ``wire``, ``routing``,
-  ``dispatch``, ``events``, ``signals``, ``exceptions``) works without a web framework.
+  ``dispatch``, ``events``, ``signals``, ``exceptions``) works without a web framework, and so
+  do the request-level authentication checks in ``auth``, which the blueprint feeds.
 * ``schemas`` is the only module that imports marshmallow.
 * Data flows one way: bytes -> envelopes -> events -> handlers -> outcome -> HTTP answer; no module
   imports one that comes after it in that line.
@@ -36,6 +37,7 @@ from .exceptions import DispatchUnavailableError as DispatchUnavailableError
 from .exceptions import InvalidEnvelopeError as InvalidEnvelopeError
 from .exceptions import PayloadTooLargeError as PayloadTooLargeError
 from .exceptions import YalgaarError as YalgaarError
+from .exceptions import YalgaarSecurityWarning as YalgaarSecurityWarning
 from .parsing import parse_envelope as parse_envelope
 from .receiver import Receiver as Receiver
 
@@ -60,6 +62,7 @@ __all__ = [
     "UnbindEvent",
     "UnknownEvent",
     "YalgaarError",
+    "YalgaarSecurityWarning",
     "create_blueprint",
     "parse_envelope",
     "signals",

@@ -11,12 +11,14 @@ redirect loses the body) and never 410 (senders read it as "disable this webhook
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing as t
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
+from .auth import Authenticate, RequestAuth, RequestView, client_address
 from .events import Outcome, Rejection
 from .exceptions import (
     AuthenticationError,
@@ -35,7 +37,9 @@ __all__ = ["create_blueprint"]
 CLIENT_KEYS_SETTING: t.Final = "YALGAAR_CLIENT_KEYS"
 
 _EXTENSION: t.Final = "yalgaar_receiver"
+_AUTH_EXTENSION: t.Final = "yalgaar_receiver.auth"
 _PROBLEM: t.Final = "application/problem+json"
+_READ_SIZE: t.Final = 65_536
 
 # (status, title) per refusal; the first class in the MRO that is listed decides.
 _REFUSAL_STATUS: t.Final[t.Mapping[type[YalgaarError], tuple[int, str]]] = {
@@ -46,18 +50,45 @@ _REFUSAL_STATUS: t.Final[t.Mapping[type[YalgaarError], tuple[int, str]]] = {
 }
 
 
-def create_blueprint(receiver: Receiver, name: str = "yalgaar") -> Blueprint:
+def create_blueprint(
+    receiver: Receiver,
+    name: str = "yalgaar",
+    *,
+    url_tokens: t.Iterable[str] | None = None,
+    basic_auth: t.Iterable[str | tuple[str, str]] | None = None,
+    allowed_networks: t.Iterable[str] | None = None,
+    trusted_proxies: int | None = None,
+    authenticate: Authenticate | None = None,
+    allow_client_key_only: bool | None = None,
+) -> Blueprint:
     """Build the blueprint that receives Yalgaar webhooks for ``receiver``.
 
     Routes, relative to the blueprint's ``url_prefix``: ``POST /presence`` (the dashboard's
-    Presence URL), ``POST /message`` (its Message URL), and ``POST /`` for either. ``GET`` and
-    ``HEAD`` on each answer 200, because senders probe a URL when it is saved.
+    Presence URL), ``POST /message`` (its Message URL), and ``POST /`` for either; each also
+    under a token segment (``/<token>/presence``) when URL tokens are configured. ``GET`` and
+    ``HEAD`` on each answer 200 once authenticated, because senders probe a URL when it is saved.
+
+    The keyword arguments are the request-level authentication layers of
+    :class:`~yalgaar_receiver.auth.RequestAuth`; each one left at ``None`` is read from the
+    app's config (``YALGAAR_URL_TOKENS``, ``YALGAAR_BASIC_AUTH``, ``YALGAAR_ALLOWED_NETWORKS``,
+    ``YALGAAR_TRUSTED_PROXIES``, ``YALGAAR_ALLOW_CLIENT_KEY_ONLY``). See ``docs/security.md``.
 
     :param name: the blueprint's name; give each one a different name to register several.
     :raises ConfigurationError: at ``register_blueprint`` time, when neither the receiver nor
-        ``YALGAAR_CLIENT_KEYS`` has a key and ``allow_unauthenticated`` is off.
+        ``YALGAAR_CLIENT_KEYS`` has a key and ``allow_unauthenticated`` is off, or when an
+        authentication setting cannot work.
+    :warns YalgaarSecurityWarning: at ``register_blueprint`` time, when ``clientKey`` alone (or
+        nothing) protects the endpoint.
     """
     blueprint = Blueprint(name, __name__)
+    auth_arguments: dict[str, t.Any] = {
+        "url_tokens": url_tokens,
+        "basic_auth": basic_auth,
+        "allowed_networks": allowed_networks,
+        "trusted_proxies": trusted_proxies,
+        "authenticate": authenticate,
+        "allow_client_key_only": allow_client_key_only,
+    }
 
     @blueprint.record
     def configure(state: BlueprintSetupState) -> None:
@@ -72,15 +103,44 @@ def create_blueprint(receiver: Receiver, name: str = "yalgaar") -> Blueprint:
                 "allow_unauthenticated=True."
             )
         state.app.extensions.setdefault(_EXTENSION, {})[name] = keys
+        auth = RequestAuth.from_settings(state.app.config, **auth_arguments)
+        auth.warn_if_weak(
+            where=f"Blueprint {name!r}",
+            client_keys=bool(keys),
+            allow_unauthenticated=receiver.allow_unauthenticated,
+        )
+        state.app.extensions.setdefault(_AUTH_EXTENSION, {})[name] = auth
 
-    def view(source_hint: str | None) -> Response:
+    def view(source_hint: str | None, token: str | None = None) -> Response:
+        auth: RequestAuth = current_app.extensions[_AUTH_EXTENSION][name]
+        if token is not None and not auth.url_tokens:
+            # No tokens configured: a token segment is just a path that does not exist.
+            return _not_found()
+        seen: RequestView | None = None
+        if auth.layers:
+            seen = _request_view(auth, token)
+            # The layers that need no body run before a byte of it is read.
+            refusal = _refuse(receiver, auth.check(seen, hook=False))
+            if refusal is not None:
+                return refusal
+        body = b""
+        if request.method == "POST":
+            try:
+                body = _read_body(receiver)
+            except PayloadTooLargeError as error:
+                return _problem(error)
+        within_limit = len(body) <= receiver.max_body_bytes
+        if seen is not None and auth.authenticate is not None and within_limit:
+            # The hook sees the body, which is what a signature would cover; an oversized
+            # body is refused by the receiver (413) without calling it.
+            refusal = _refuse(receiver, auth.check_hook(dataclasses.replace(seen, body=body)))
+            if refusal is not None:
+                return refusal
         if request.method != "POST":
             return jsonify(status="ok", receiver="yalgaar-receiver", blueprint=name)
         keys: tuple[str, ...] = current_app.extensions[_EXTENSION][name]
         try:
-            outcome = receiver.handle(
-                _read_body(receiver), source_hint=source_hint, client_keys=keys
-            )
+            outcome = receiver.handle(body, source_hint=source_hint, client_keys=keys)
         except (*REFUSALS, DispatchUnavailableError) as error:
             return _problem(error)
         response = jsonify(_summary(outcome, deduplicating=receiver.dedupe is not None))
@@ -103,7 +163,61 @@ def create_blueprint(receiver: Receiver, name: str = "yalgaar") -> Blueprint:
             methods=methods,
             strict_slashes=False,
         )
+        blueprint.add_url_rule(
+            "/<token>" + rule,
+            f"{endpoint}_token",
+            lambda token, hint=hint: view(hint, token),
+            methods=methods,
+            strict_slashes=False,
+        )
     return blueprint
+
+
+def _request_view(auth: RequestAuth, token: str | None) -> RequestView:
+    """The framework-free view of the current request that the layers check."""
+    environ = request.environ
+    # Behind Werkzeug's ProxyFix, count the proxies from the socket's side as if it were not
+    # there, so that trusted_proxies means the same with and without it.
+    original = environ.get("werkzeug.proxy_fix.orig", {})
+    remote = original.get("REMOTE_ADDR", environ.get("REMOTE_ADDR"))
+    forwarded = original.get("HTTP_X_FORWARDED_FOR", environ.get("HTTP_X_FORWARDED_FOR"))
+    if auth.trusted_proxies == 0:
+        remote = request.remote_addr
+    authorization = request.authorization
+    basic = None
+    if authorization is not None and authorization.type == "basic":
+        basic = (authorization.username or "", authorization.password or "")
+    headers: dict[str, str] = {}
+    for key, value in request.headers.items():
+        key = key.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return RequestView(
+        method=request.method,
+        path=request.path,
+        remote_addr=client_address(remote, forwarded, auth.trusted_proxies),
+        query={k: tuple(request.args.getlist(k)) for k in request.args},
+        headers=headers,
+        basic_auth=basic,
+        url_token=token,
+    )
+
+
+def _refuse(receiver: Receiver, failed: str | None) -> Response | None:
+    """The 403 for a failed layer (the same whichever failed), or ``None`` when none failed."""
+    if failed is None:
+        return None
+    error = AuthenticationError(
+        f"The request from {request.remote_addr!r} failed the {failed} check.", layer=failed
+    )
+    receiver.refused(error)
+    return _problem(error)
+
+
+def _not_found() -> Response:
+    response = jsonify(type="about:blank", title="Not Found", status=404)
+    response.status_code = 404
+    response.mimetype = _PROBLEM
+    return response
 
 
 def _read_body(receiver: Receiver) -> bytes:
@@ -118,15 +232,26 @@ def _read_body(receiver: Receiver) -> bytes:
         )
         receiver.refused(error)
         raise error
-    return request.stream.read(limit + 1)
+    # A chunked body has no Content-Length: read in pieces and stop one byte past the limit,
+    # whatever the server's stream does with a large read() (some return short reads).
+    stream = request.stream
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        part = stream.read(min(_READ_SIZE, limit + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def _problem(error: YalgaarError) -> Response:
     status, title = next(_REFUSAL_STATUS[c] for c in type(error).__mro__ if c in _REFUSAL_STATUS)
     body: dict[str, t.Any] = {"type": "about:blank", "title": title, "status": status}
     if isinstance(error, AuthenticationError):
-        # Saying which envelope or why would help someone guessing keys; the log has it.
-        body["detail"] = "The request's clientKey is missing or not accepted."
+        # Saying which check, envelope or why would help someone guessing; the log has it.
+        body["detail"] = "The request is not authenticated."
     else:
         body["detail"] = str(error)
     if isinstance(error, InvalidEnvelopeError):

@@ -4,10 +4,13 @@ The whole tree::
 
     YalgaarError(Exception)
     ├── InvalidEnvelopeError(YalgaarError, ValueError)   the body is no envelope (HTTP 400)
-    ├── AuthenticationError(YalgaarError)                no configured client key matched (HTTP 403)
+    ├── AuthenticationError(YalgaarError)                a credential did not match (HTTP 403)
     ├── PayloadTooLargeError(YalgaarError)               too many bytes or items (HTTP 413)
     ├── DispatchUnavailableError(YalgaarError)           events cannot be queued now (HTTP 503)
     └── ConfigurationError(YalgaarError)                 a setup mistake, raised before any webhook
+
+    YalgaarSecurityWarning(Warning)                      a start-up warning: the endpoint is weakly
+                                                         protected (see docs/security.md)
 
 The first three refuse a whole request; a malformed *item* inside a valid envelope is not an
 exception but a :class:`~yalgaar_receiver.Rejection` in the outcome, so one bad item never costs
@@ -34,6 +37,7 @@ __all__ = [
     "InvalidEnvelopeError",
     "PayloadTooLargeError",
     "YalgaarError",
+    "YalgaarSecurityWarning",
 ]
 
 
@@ -67,8 +71,16 @@ class InvalidEnvelopeError(YalgaarError, ValueError):
 class AuthenticationError(YalgaarError):
     """No credential of the request matched the configuration.
 
-    The message never contains a client key, so it is safe to log and to show.
+    The message never contains a secret, so it is safe to log; the HTTP answer still does not
+    show it, because saying which check failed would help someone guessing.
+
+    :param layer: the check that failed: ``"client_key"``, ``"url_token"``, ``"basic_auth"``,
+        ``"network"`` or ``"authenticate"`` (see :mod:`yalgaar_receiver.auth`).
     """
+
+    def __init__(self, message: str, *, layer: str = "client_key") -> None:
+        super().__init__(message)
+        self.layer = layer
 
 
 class PayloadTooLargeError(YalgaarError):
@@ -100,3 +112,12 @@ class DispatchUnavailableError(YalgaarError):
 
 class ConfigurationError(YalgaarError):
     """The receiver is set up in a way that cannot work; fix the code or the config."""
+
+
+class YalgaarSecurityWarning(Warning):
+    """The endpoint is protected by ``clientKey`` alone, or by nothing at all.
+
+    ``clientKey`` ships inside every client app, so anyone can read it and forge webhooks. Issued
+    when a blueprint is registered; the message names the setting that fixes it. It subclasses
+    :class:`Warning`, not :class:`YalgaarError`: nothing is refused, a person is told.
+    """

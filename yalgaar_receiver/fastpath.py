@@ -129,13 +129,14 @@ class ItemLoader:
 
             # Each field as marshmallow treats it: a required one may be neither missing nor
             # null; an optional one is None when missing or null; any other value goes to the
-            # field's reader, whose ValueError is the field's message. Text takes a shortcut
-            # where the reader's rule for text is a one-liner (the tests hold the two together).
+            # field's reader, whose ValueError is the field's message. Printable text takes a
+            # shortcut where the reader's rule for it is a one-liner (the tests hold the two
+            # together); anything else goes to the reader.
             errors: dict[str, list[str]] = {}
             known_keys = 2
 
             channel: t.Any = item.get("channel", _MISSING)
-            if type(channel) is str and (text := channel.strip()):
+            if type(channel) is str and (text := channel.strip()) and text.isprintable():
                 channel = text
             elif channel is _MISSING:
                 errors["channel"] = [rules.required]
@@ -148,8 +149,8 @@ class ItemLoader:
                     errors["channel"] = [str(error)]
 
             uuid: t.Any = item.get("uuid", _MISSING)
-            if type(uuid) is str:
-                uuid = uuid.strip() or None
+            if type(uuid) is str and (text := uuid.strip()).isprintable():
+                uuid = text or None
                 known_keys += 1
             elif uuid is _MISSING:
                 uuid = None

@@ -138,28 +138,66 @@ def _decode(body: object, max_depth: int) -> object:
 
 
 def _loads(text: str, max_depth: int, what: str) -> object:
+    # A key twice in one object is refused (json keeps the last value silently). The exact check
+    # is a Python hook per object, which costs about as much as decoding a presence item; so text
+    # is decoded in C, and the members found are compared with the colons of the text: every
+    # member has one, so as many members as colons means no key came twice. Text with colons
+    # inside strings (the JSON text of a message, a URL) cannot be settled that way and gets
+    # the hook, at once when escaped quotes announce JSON text inside strings.
+    exact = '\\"' in text
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_keys) if exact else json.loads(text)
     except RecursionError:
         raise _too_deep(max_depth) from None
+    except _DuplicateKeyError as error:
+        raise _duplicate(what, error.key) from None
     except ValueError as error:
         # Covers JSONDecodeError and integers beyond Python's digit limit.
         raise InvalidEnvelopeError(f"{what} is not valid JSON: {error}.") from None
-    _check_depth(value, max_depth, brackets=text.count("{") + text.count("["))
+    members = _check_depth(value, max_depth, brackets=text.count("{") + text.count("["))
+    if not exact and members != text.count(":"):
+        try:
+            json.loads(text, object_pairs_hook=_unique_keys)
+        except _DuplicateKeyError as error:
+            raise _duplicate(what, error.key) from None
     return value
 
 
-def _check_depth(value: object, max_depth: int, brackets: int | None = None) -> None:
-    """Raise when ``value`` nests deeper than ``max_depth``.
+def _duplicate(what: str, key: str) -> InvalidEnvelopeError:
+    return InvalidEnvelopeError(
+        f"{what} has the key {wire.preview(key)} twice in one object; JSON names "
+        "must be unique, and a second value could hide the first from a check."
+    )
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, t.Any]]) -> dict[str, t.Any]:
+    """Build a JSON object, refusing a key that appears twice (``json`` keeps the last)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return result
+
+
+def _check_depth(value: object, max_depth: int, brackets: int | None = None) -> int:
+    """Raise when ``value`` nests deeper than ``max_depth``; return how many members its objects
+    have (the walk sees every object, so the count is exact).
 
     :param brackets: how many ``{`` and ``[`` the JSON text had, strings included, when
         ``value`` was decoded from text. Every array and object opens with one, so this bounds
-        the number of containers: a body with no more brackets than the limit cannot be too
-        deep, and once the levels walked hold that many containers, nothing deeper is left to
-        walk. A presence batch stops at its items that way, without looking into them.
+        the number of containers: once the levels walked hold that many containers, nothing
+        deeper is left to walk. A presence batch stops at its items that way, without looking
+        into them.
     """
-    if brackets is not None and brackets <= max_depth:
-        return
     # Level by level rather than node by node: a deep document cannot exhaust the Python stack,
     # and each level is taken apart in C (``map``, ``chain``, ``set``) instead of one node at a
     # time in Python, which matters because every item of every request passes here.
@@ -167,25 +205,36 @@ def _check_depth(value: object, max_depth: int, brackets: int | None = None) -> 
     kinds = {type(value)}
     depth = 1
     seen = 0
+    members = 0
     while not kinds.isdisjoint(_CONTAINERS):
         if depth > max_depth:
             raise _too_deep(max_depth)
         if not kinds <= _CONTAINERS:
             level = [node for node in level if type(node) in _CONTAINERS]
         seen += len(level)
-        if brackets is not None and seen >= brackets:
-            return
         if kinds == {dict}:  # a list of items, for one
+            members += sum(map(len, level))
+            if brackets is not None and seen >= brackets:
+                return members
             children = list(chain.from_iterable(map(dict.values, level)))
         elif kinds == {list}:
+            if brackets is not None and seen >= brackets:
+                return members
             children = list(chain.from_iterable(level))
         else:
             children = []
             for node in level:
-                children.extend(node.values() if type(node) is dict else node)
+                if type(node) is dict:
+                    members += len(node)
+                    children.extend(node.values())
+                else:
+                    children.extend(node)
+            if brackets is not None and seen >= brackets:
+                return members
         level = children
         kinds = set(map(type, level))
         depth += 1
+    return members
 
 
 def _too_deep(max_depth: int) -> InvalidEnvelopeError:

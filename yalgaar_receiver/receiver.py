@@ -43,6 +43,7 @@ from .exceptions import (
 )
 from .parsing import Envelope, load_envelopes, read_envelopes
 from .routing import Filter, Registry, compile_filters
+from .wire import preview
 
 __all__ = ["HandlerDecorator", "Receiver"]
 
@@ -409,7 +410,8 @@ class Receiver:
     def _failed(
         self, event: Event, handler: t.Callable[..., t.Any], error: Exception
     ) -> HandlerFailure:
-        logger.error("Handler %s raised on %r", _name(handler), event, exc_info=error)
+        # preview(): repr escapes newlines from the input, and a 10 MB message is cut.
+        logger.error("Handler %s raised on %s", _name(handler), preview(event, 500), exc_info=error)
         failure = HandlerFailure(event=event, handler=handler, error=error)
         self._notify(signals.handler_failed, event=event, handler=handler, error=error)
         return failure

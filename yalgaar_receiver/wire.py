@@ -24,6 +24,7 @@ __all__ = [
     "ENVELOPE_KEYS",
     "SOURCES",
     "describe",
+    "preview",
     "read_action",
     "read_channel",
     "read_message",
@@ -77,13 +78,27 @@ _DELTAS: t.Final[t.Mapping[str, t.Callable[[float], timedelta]]] = {
     "milliseconds": lambda number: timedelta(milliseconds=number),
     "microseconds": lambda number: timedelta(microseconds=number),
 }
+# Characters that no channel or uuid needs and that forge log lines or break encoders: C0 and C1
+# controls (NUL, CR, LF among them), the Unicode line and paragraph separators, and surrogates,
+# which only appear alone (a JSON "\ud800" escape) because a valid pair decodes to one character.
+_UNSAFE: t.Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_SURROGATE: t.Final = re.compile("[\ud800-\udfff]")
 _NUMBER: t.Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def _text(value: object, what: str) -> str:
     """Coerce a JSON scalar that names something (a channel, a uuid) to trimmed text."""
     if isinstance(value, str):
-        return value.strip()
+        text = value.strip()
+        # isprintable() is False for every character _UNSAFE refuses, and fast in C: the regex
+        # only runs on the rare name that has something unusual in it.
+        unsafe = None if text.isprintable() else _UNSAFE.search(text)
+        if unsafe is not None:
+            raise ValueError(
+                f"The {what} {preview(text)} holds the control character or lone surrogate "
+                f"{unsafe.group()!r} at position {unsafe.start()}; names are printable text."
+            )
+        return text
     # bool is an int subclass, and ``True`` is never a channel name.
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -145,16 +160,16 @@ def _from_number(number: int | float, original: object) -> datetime | None:
     if number == 0:
         return None
     if isinstance(number, float) and not math.isfinite(number):
-        raise ValueError(f"Timestamp {original!r} is not a finite number.")
+        raise ValueError(f"Timestamp {preview(original)} is not a finite number.")
     if number < 0:
-        raise ValueError(f"Timestamp {original!r} is negative.")
+        raise ValueError(f"Timestamp {preview(original)} is negative.")
     try:
         for bound, unit in TIMESTAMP_UNITS:
             if number < bound:
                 return _EPOCH + _DELTAS[unit](number)
         return _EPOCH + timedelta(microseconds=number / 1000)  # nanoseconds
     except OverflowError:
-        raise ValueError(f"Timestamp {original!r} is out of range.") from None
+        raise ValueError(f"Timestamp {preview(original)} is out of range.") from None
 
 
 def _read_iso(text: str, original: object) -> datetime:
@@ -164,7 +179,7 @@ def _read_iso(text: str, original: object) -> datetime:
         moment = datetime.fromisoformat(iso)
     except ValueError:
         raise ValueError(
-            f"Timestamp {original!r} is neither a number of seconds nor an ISO-8601 date."
+            f"Timestamp {preview(original)} is neither a number of seconds nor an ISO-8601 date."
         ) from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=timezone.utc)
@@ -178,7 +193,10 @@ def read_action(value: object) -> tuple[PresenceAction, str]:
     value that is not a string is kept as its JSON text.
     """
     if isinstance(value, str):
-        return ACTIONS.get(value.strip().casefold(), PresenceAction.UNKNOWN), value
+        # A lone surrogate would break every UTF-8 encoder downstream; this field never fails,
+        # so it is replaced (U+FFFD) rather than refused.
+        text = value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+        return ACTIONS.get(text.strip().casefold(), PresenceAction.UNKNOWN), text
     try:
         return PresenceAction.UNKNOWN, compact_json(value)
     except ValueError:  # a non-finite float, or an int too long to print
@@ -188,6 +206,12 @@ def read_action(value: object) -> tuple[PresenceAction, str]:
 def read_message(value: object) -> str:
     """Read ``message``: a string as it is, any other JSON value as its compact JSON text."""
     if isinstance(value, str):
+        surrogate = None if value.isascii() else _SURROGATE.search(value)
+        if surrogate is not None:
+            raise ValueError(
+                f"The message holds a lone surrogate {surrogate.group()!r} at position "
+                f"{surrogate.start()}, which is not Unicode text; it cannot be stored or sent on."
+            )
         return value
     try:
         return compact_json(value)
@@ -212,3 +236,15 @@ def describe(value: object) -> str:
         type(None): "null",
     }
     return names.get(type(value), f"a {type(value).__name__}")
+
+
+def preview(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: safe to put in a message or a log line.
+
+    ``repr`` escapes newlines and other control characters, so input cannot forge a log line, and
+    the cut keeps a 10 MB value from being echoed into answers and logs.
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit]) + "..."
+    text = repr(value)
+    return text if len(text) <= limit + 2 else text[:limit] + "..."

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from flask import Flask, Response, current_app, jsonify, render_template
 
 from yalgaar_receiver import Event, PresenceEvent, Receiver, create_blueprint, signals
+from yalgaar_receiver.auth import SETTINGS
 from yalgaar_receiver.presence import (
     MemoryPresenceStore,
     PresenceStore,
@@ -130,7 +131,9 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
         setting (``YALGAAR_CLIENT_KEYS`` is read by the receiver's blueprint).
     """
     app = Flask(__name__)
-    for key in (*DEFAULTS, "YALGAAR_CLIENT_KEYS"):
+    # The receiver's blueprint reads the client keys and the security settings
+    # (docs/security.md) from the config; they may come from the environment too.
+    for key in (*DEFAULTS, "YALGAAR_CLIENT_KEYS", *SETTINGS.values()):
         if key in os.environ:
             app.config[key] = os.environ[key]
     for key, value in DEFAULTS.items():
