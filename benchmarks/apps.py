@@ -4,8 +4,9 @@
 204. ``apps:make_receiver()`` is the real blueprint with one no-op handler per event signal
 (``on_bind``, ``on_unbind``, ``on_presence``, ``on_message``, ``on_unknown``: a bind event reaches
 two of them, as it reaches the ``bind`` and ``presence`` signals), answering the JSON summary a
-real deployment answers. Blinker subscribers cost the same as handlers per call; they are left
-out so that the figure is the receiver's and not blinker's.
+real deployment answers. It is set up as ``docs/security.md`` recommends, with a secret token in
+the URL (``/yalgaar/<token>/presence``) besides the client key. Blinker subscribers cost the same
+as handlers per call; they are left out so that the figure is the receiver's and not blinker's.
 """
 
 from __future__ import annotations
@@ -46,5 +47,6 @@ def make_receiver() -> Flask:
     ):
         decorator(_noop)
     app = Flask("receiver")
-    app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
+    blueprint = create_blueprint(receiver, url_tokens=[envelopes.URL_TOKEN])
+    app.register_blueprint(blueprint, url_prefix="/yalgaar")
     return app

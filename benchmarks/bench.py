@@ -46,6 +46,7 @@ from flask import Flask
 from yalgaar_receiver import Event, Receiver, create_blueprint, parse_envelope, parsing, schemas
 
 HERE = Path(__file__).resolve().parent
+TOKEN = envelopes.URL_TOKEN
 ITEM_COUNTS = (1, 200, 1000)
 HTTP_ITEMS = (1, 200)
 WORKERS = (1, 2)
@@ -349,7 +350,8 @@ def http(report: Report, seconds: float) -> None:
         "after a 2 s warm-up of each server. The floor is a bare Flask "
         "view (`request.get_json()`, 204); the receiver is the blueprint with one no-op "
         "handler per event signal (`on_bind`, `on_unbind`, `on_presence`, `on_message`, "
-        "`on_unknown`), answering its JSON summary. Short runs that alternate often spread "
+        "`on_unknown`), set up with a URL token as docs/security.md recommends, answering its "
+        "JSON summary. Short runs that alternate often spread "
         "the other users' bursts of load over both sides; the figure per envelope is the "
         "median of the rounds' ratios (the ratio of the summed requests is shown beside it)."
     )
@@ -373,7 +375,7 @@ def http(report: Report, seconds: float) -> None:
                         kind: f"http://127.0.0.1:{floor_port}/floor" for kind in envelopes.KINDS
                     },
                     "receiver": {
-                        kind: f"http://127.0.0.1:{receiver_port}/yalgaar/{kind}"
+                        kind: f"http://127.0.0.1:{receiver_port}/yalgaar/{TOKEN}/{kind}"
                         for kind in envelopes.KINDS
                     },
                 }
@@ -462,7 +464,8 @@ def ack_latency(report: Report, requests: int) -> None:
             ran[0] += 1
 
     app = Flask("ack")
-    app.register_blueprint(create_blueprint(receiver), url_prefix="/yalgaar")
+    blueprint = create_blueprint(receiver, url_tokens=[TOKEN])
+    app.register_blueprint(blueprint, url_prefix="/yalgaar")
     client = app.test_client()
     body = envelopes.body("presence", 200)
     times = []
@@ -470,7 +473,9 @@ def ack_latency(report: Report, requests: int) -> None:
     try:
         for _ in range(requests):
             start = time.perf_counter()
-            answer = client.post("/yalgaar/presence", data=body, content_type="application/json")
+            answer = client.post(
+                f"/yalgaar/{TOKEN}/presence", data=body, content_type="application/json"
+            )
             times.append(time.perf_counter() - start)
             statuses[answer.status_code] += 1
             time.sleep(max(0.0, 0.1 - times[-1]))

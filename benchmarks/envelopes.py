@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["CLIENT_KEY", "KINDS", "body", "body_of_size"]
+__all__ = ["CLIENT_KEY", "KINDS", "URL_TOKEN", "body", "body_of_size"]
 
 #: The key the benchmark receivers accept; a made-up one in Yalgaar's format.
 CLIENT_KEY = "ck-0123456789abcdef"
+
+#: The secret URL segment of the benchmark receivers (the set-up docs/security.md recommends).
+URL_TOKEN = "bench-0123456789abcdef0123456789abcdef"
 
 KINDS = ("presence", "message")
 

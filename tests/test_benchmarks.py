@@ -36,7 +36,7 @@ def test_floor_and_receiver_apps_answer_the_benchmark_bodies(kind: str) -> None:
     floor = apps.make_floor().test_client().post("/floor", data=body, content_type=JSON)
     assert floor.status_code == 204
     client = apps.make_receiver().test_client()
-    answer = client.post(f"/yalgaar/{kind}", data=body, content_type=JSON)
+    answer = client.post(f"/yalgaar/{envelopes.URL_TOKEN}/{kind}", data=body, content_type=JSON)
     assert answer.status_code == 200
     assert answer.get_json() == {"accepted": 200, "failed": 0, "rejected": []}
 

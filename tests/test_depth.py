@@ -82,3 +82,71 @@ def test_a_deep_value_in_the_last_item_is_found(items: int) -> None:
 def test_brackets_inside_strings_do_not_hide_a_deep_value() -> None:
     body = _presence_body(3, 61).replace('"c"', '"]]]]}}}}"')
     assert refused(body, 64)
+
+
+# -- duplicate keys: decoded in C and settled by counting colons, else by the exact hook --------
+
+# Objects as lists of pairs, so that a key may come twice; keys and strings hold colons, quotes
+# and backslashes, which is what the colon count must not be fooled by.
+texts = st.text(alphabet=':"\\ab{[', max_size=4)
+pair_documents = st.recursive(
+    st.none() | st.integers() | texts,
+    lambda children: (
+        st.lists(children, max_size=3).map(lambda items: ("list", items))
+        | st.lists(
+            st.tuples(st.sampled_from(["a", "b", "a:", 'q"', "\\"]), children), max_size=3
+        ).map(lambda pairs: ("object", pairs))
+    ),
+    max_leaves=12,
+)
+
+
+def encode(node: object, spaced: bool) -> str:
+    if isinstance(node, tuple) and node[0] == "list":
+        return "[" + ",".join(encode(child, spaced) for child in node[1]) + "]"
+    if isinstance(node, tuple) and node[0] == "object":
+        colon = " : " if spaced else ":"
+        members = (json.dumps(key) + colon + encode(value, spaced) for key, value in node[1])
+        return "{" + ",".join(members) + "}"
+    return json.dumps(node)
+
+
+def has_duplicate_keys(text: str) -> bool:
+    def hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        if len({key for key, _ in pairs}) != len(pairs):
+            raise KeyError
+        return dict(pairs)
+
+    try:
+        json.loads(text, object_pairs_hook=hook)
+    except KeyError:
+        return True
+    return False
+
+
+@settings(max_examples=400, deadline=None)
+@given(document=pair_documents, spaced=st.booleans())
+def test_a_key_twice_is_refused_exactly_when_it_is_there(document: object, spaced: bool) -> None:
+    text = encode(document, spaced)
+    try:
+        parsing._loads(text, 64, "The body")
+        refused = False
+    except InvalidEnvelopeError as error:
+        assert "twice in one object" in str(error)
+        refused = True
+    assert refused == has_duplicate_keys(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 2}',
+        '{"items": {"data": [{"channel": "c", "channel": "d"}]}}',
+        # A colon inside a string makes up for the member the duplicate hides.
+        '{"a": 1, "a": 2, "b": "x:y"}',
+        '{"a": "\\"", "a": 2}',
+    ],
+)
+def test_duplicate_keys_hidden_behind_colons_or_quotes_are_found(text: str) -> None:
+    with pytest.raises(InvalidEnvelopeError, match="twice in one object"):
+        parsing._loads(text, 64, "The body")
