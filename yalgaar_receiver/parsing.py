@@ -143,8 +143,8 @@ def _loads(text: str, max_depth: int, what: str) -> object:
     # is decoded in C, and the members found are compared with the colons of the text: every
     # member has one, so as many members as colons means no key came twice. Text with colons
     # inside strings (the JSON text of a message, a URL) cannot be settled that way and gets
-    # the hook, at once when escaped quotes announce JSON text inside strings.
-    exact = '\\"' in text
+    # the hook, at once when a backslash announces escapes (JSON text inside strings, for one).
+    exact = "\\" in text
     try:
         value = json.loads(text, object_pairs_hook=_unique_keys) if exact else json.loads(text)
     except RecursionError:
