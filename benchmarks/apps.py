@@ -4,9 +4,9 @@
 204. ``apps:make_receiver()`` is the real blueprint with one no-op handler per event signal
 (``on_bind``, ``on_unbind``, ``on_presence``, ``on_message``, ``on_unknown``: a bind event reaches
 two of them, as it reaches the ``bind`` and ``presence`` signals), answering the JSON summary a
-real deployment answers. It is set up as ``docs/security.md`` recommends, with a secret token in
-the URL (``/yalgaar/<token>/presence``) besides the client key. Blinker subscribers cost the same
-as handlers per call; they are left out so that the figure is the receiver's and not blinker's.
+real deployment answers; ``make_receiver(url_token=True)`` adds the secret URL token that
+``docs/security.md`` recommends. Blinker subscribers cost the same as handlers per call; they are
+left out so that the figure is the receiver's and not blinker's.
 """
 
 from __future__ import annotations
@@ -35,8 +35,12 @@ def _noop(*args: t.Any, **kwargs: t.Any) -> None:
     """Stands for an application's handler; does nothing, so only the receiver is measured."""
 
 
-def make_receiver() -> Flask:
-    """The receiver's blueprint under ``/yalgaar``, with a no-op handler per event signal."""
+def make_receiver(url_token: bool = False) -> Flask:
+    """The receiver's blueprint under ``/yalgaar``, with a no-op handler per event signal.
+
+    :param url_token: protect it with a URL token as well (``/yalgaar/<token>/presence``), the
+        set-up ``docs/security.md`` recommends; without, the client key alone protects it.
+    """
     receiver = Receiver(client_keys=[envelopes.CLIENT_KEY])
     for decorator in (
         receiver.on_bind,
@@ -47,6 +51,9 @@ def make_receiver() -> Flask:
     ):
         decorator(_noop)
     app = Flask("receiver")
-    blueprint = create_blueprint(receiver, url_tokens=[envelopes.URL_TOKEN])
+    if url_token:
+        blueprint = create_blueprint(receiver, url_tokens=[envelopes.URL_TOKEN])
+    else:
+        blueprint = create_blueprint(receiver, allow_client_key_only=True)
     app.register_blueprint(blueprint, url_prefix="/yalgaar")
     return app

@@ -188,7 +188,9 @@ def _request_view(auth: RequestAuth, token: str | None) -> RequestView:
     if authorization is not None and authorization.type == "basic":
         basic = (authorization.username or "", authorization.password or "")
     headers: dict[str, str] = {}
-    for key, value in request.headers.items():
+    # Only the authenticate hook looks at headers, and collecting them walks the whole WSGI
+    # environ: a request that no hook sees skips it.
+    for key, value in request.headers.items() if auth.authenticate is not None else ():
         key = key.lower()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
     return RequestView(
