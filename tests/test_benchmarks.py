@@ -35,10 +35,13 @@ def test_floor_and_receiver_apps_answer_the_benchmark_bodies(kind: str) -> None:
     # wrk sends the Content-Type Yalgaar sends; the floor's get_json() insists on it.
     floor = apps.make_floor().test_client().post("/floor", data=body, content_type=JSON)
     assert floor.status_code == 204
-    client = apps.make_receiver().test_client()
-    answer = client.post(f"/yalgaar/{envelopes.URL_TOKEN}/{kind}", data=body, content_type=JSON)
-    assert answer.status_code == 200
-    assert answer.get_json() == {"accepted": 200, "failed": 0, "rejected": []}
+    for app, path in (
+        (apps.make_receiver(), f"/yalgaar/{kind}"),
+        (apps.make_receiver(url_token=True), f"/yalgaar/{envelopes.URL_TOKEN}/{kind}"),
+    ):
+        answer = app.test_client().post(path, data=body, content_type=JSON)
+        assert answer.status_code == 200
+        assert answer.get_json() == {"accepted": 200, "failed": 0, "rejected": []}
 
 
 @pytest.mark.parametrize("kind", envelopes.KINDS)
