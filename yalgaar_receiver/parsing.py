@@ -138,11 +138,15 @@ def _decode(body: object, max_depth: int) -> object:
 
 
 def _loads(text: str, max_depth: int, what: str) -> object:
+    # Every array and object opens with a bracket, so text with no more brackets than the limit
+    # (strings included) cannot be too deep: a small body (a one-item webhook) is not walked.
+    brackets = text.count("{") + text.count("[")
+    small = brackets <= max_depth
     # A key twice in one object is refused (json keeps the last value silently). The exact check
-    # is a Python hook per object, which costs about as much as decoding a presence item; so text
-    # is decoded in C, and the members found are compared with the colons of the text: every
-    # member has one, so as many members as colons means no key came twice. Text with colons
-    # inside strings (the JSON text of a message, a URL) cannot be settled that way and gets
+    # is a Python hook per object, which costs about as much as decoding a presence item; so a
+    # large body is decoded in C, and the members its depth walk finds are compared with the
+    # colons of the text: every member has one, so as many members as colons means no key came
+    # twice. Colons inside strings (the JSON text of a message, a URL) defeat the count and get
     # the hook, at once when a backslash announces escapes (JSON text inside strings, for one).
     exact = "\\" in text
     try:
@@ -154,13 +158,24 @@ def _loads(text: str, max_depth: int, what: str) -> object:
     except ValueError as error:
         # Covers JSONDecodeError and integers beyond Python's digit limit.
         raise InvalidEnvelopeError(f"{what} is not valid JSON: {error}.") from None
-    members = _check_depth(value, max_depth, brackets=text.count("{") + text.count("["))
+    # A small body is counted by a plain recursion: its few containers cost less that way than
+    # a walk by levels, and there are no more of them than the limit, so it stays shallow.
+    members = _members(value) if small else _check_depth(value, max_depth, brackets)
     if not exact and members != text.count(":"):
         try:
             json.loads(text, object_pairs_hook=_unique_keys)
         except _DuplicateKeyError as error:
             raise _duplicate(what, error.key) from None
     return value
+
+
+def _members(node: object) -> int:
+    """How many members the objects in ``node`` have, all levels down."""
+    if type(node) is dict:
+        return len(node) + sum(map(_members, node.values()))
+    if type(node) is list:
+        return sum(map(_members, node))
+    return 0
 
 
 def _duplicate(what: str, key: str) -> InvalidEnvelopeError:
