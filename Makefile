@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit docs clean fuzz test-load
+.PHONY: demo test lint typecheck unit docs clean fuzz test-load bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ unit: $(BIN)/.installed
 # Never add --quiet: it hides the warnings from the strict check, and a broken site passes.
 docs: $(BIN)/.installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# Not part of `make test`: a few minutes of load on 127.0.0.1, figures in benchmarks/RESULTS.md.
+bench: $(BIN)/.installed
+	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk; on Debian or Ubuntu: apt-get install wrk" >&2; exit 2; }
+	cd benchmarks && ../$(BIN)/python bench.py --out RESULTS.md
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .hypothesis .fuzz-corpus

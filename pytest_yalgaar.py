@@ -66,7 +66,7 @@ def yalgaar_events() -> t.Iterator[Capture]:
 # The routes create_blueprint() adds, by endpoint name, for the source each one stands for.
 _ROUTE_FOR_SOURCE: t.Final = {"presence": "presence", "message": "message", None: "webhook"}
 _BLUEPRINT_MODULE: t.Final = "yalgaar_receiver.blueprint"
-_AUTH_EXTENSION: t.Final = "yalgaar_receiver.auth"
+_SETTINGS_EXTENSIONS: t.Final = ("yalgaar_receiver", "yalgaar_receiver.auth")
 
 
 class WebhookClient:
@@ -139,10 +139,15 @@ class WebhookClient:
     def _token(self, name: str) -> str:
         if self.token is not None:
             return self.token
-        # The request-level settings the blueprint resolved when it was registered.
-        auth = self.app.extensions.get(_AUTH_EXTENSION, {}).get(name)
-        tokens: tuple[str, ...] = getattr(auth, "url_tokens", ())
-        return tokens[0] if tokens else ""
+        # The request-level settings the blueprint resolved when it was registered: the
+        # RequestAuth itself, or a record holding it as ``auth``. A private layout, read
+        # defensively; tests/test_pytest_plugin.py fails if it moves out of reach.
+        for key in _SETTINGS_EXTENSIONS:
+            entry = self.app.extensions.get(key, {}).get(name)
+            tokens = getattr(getattr(entry, "auth", entry), "url_tokens", None)
+            if tokens is not None:
+                return str(tokens[0]) if tokens else ""
+        return ""
 
     def post(
         self,

@@ -30,6 +30,7 @@ PIPELINE = [
     "exceptions",
     "signals",
     "wire",
+    "fastpath",
     "schemas",
     "parsing",
     "routing",

@@ -25,6 +25,7 @@ def test_top_level_names() -> None:
         "PresenceEvent",
         "Receiver",
         "Rejection",
+        "ThreadPoolDispatcher",
         "UnbindEvent",
         "UnknownEvent",
         "YalgaarError",

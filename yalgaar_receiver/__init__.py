@@ -22,6 +22,7 @@ from . import signals as signals
 from .blueprint import create_blueprint as create_blueprint
 from .dispatch import Dispatcher as Dispatcher
 from .dispatch import InlineDispatcher as InlineDispatcher
+from .dispatch import ThreadPoolDispatcher as ThreadPoolDispatcher
 from .events import Batch as Batch
 from .events import BindEvent as BindEvent
 from .events import Event as Event
@@ -61,6 +62,7 @@ __all__ = [
     "PresenceEvent",
     "Receiver",
     "Rejection",
+    "ThreadPoolDispatcher",
     "UnbindEvent",
     "UnknownEvent",
     "YalgaarError",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import typing as t
 from dataclasses import dataclass
+from itertools import chain
 
 from . import wire
 from .events import Batch, Event, Rejection
@@ -27,6 +28,8 @@ __all__ = ["Envelope", "load_envelopes", "parse_envelope", "read_envelopes"]
 
 _BOM: t.Final = b"\xef\xbb\xbf"
 _SOURCE_HINTS: t.Final = frozenset({"presence", "message"})
+# Exact types, as json.loads makes them; a subclass in decoded input is taken as a leaf.
+_CONTAINERS: t.Final[frozenset[type]] = frozenset({dict, list})
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,20 +138,51 @@ def _decode(body: object, max_depth: int) -> object:
 
 
 def _loads(text: str, max_depth: int, what: str) -> object:
+    # Every array and object opens with a bracket, so text with no more brackets than the limit
+    # (strings included) cannot be too deep: a small body (a one-item webhook) is not walked.
+    brackets = text.count("{") + text.count("[")
+    small = brackets <= max_depth
+    # A key twice in one object is refused (json keeps the last value silently). The exact check
+    # is a Python hook per object, which costs about as much as decoding a presence item; so a
+    # large body is decoded in C, and the members its depth walk finds are compared with the
+    # colons of the text: every member has one, so as many members as colons means no key came
+    # twice. Colons inside strings (the JSON text of a message, a URL) defeat the count and get
+    # the hook, at once when a backslash announces escapes (JSON text inside strings, for one).
+    exact = "\\" in text
     try:
-        value = json.loads(text, object_pairs_hook=_unique_keys)
+        value = json.loads(text, object_pairs_hook=_unique_keys) if exact else json.loads(text)
     except RecursionError:
         raise _too_deep(max_depth) from None
     except _DuplicateKeyError as error:
-        raise InvalidEnvelopeError(
-            f"{what} has the key {wire.preview(error.key)} twice in one object; JSON names "
-            "must be unique, and a second value could hide the first from a check."
-        ) from None
+        raise _duplicate(what, error.key) from None
     except ValueError as error:
         # Covers JSONDecodeError and integers beyond Python's digit limit.
         raise InvalidEnvelopeError(f"{what} is not valid JSON: {error}.") from None
-    _check_depth(value, max_depth)
+    # A small body is counted by a plain recursion: its few containers cost less that way than
+    # a walk by levels, and there are no more of them than the limit, so it stays shallow.
+    members = _members(value) if small else _check_depth(value, max_depth, brackets)
+    if not exact and members != text.count(":"):
+        try:
+            json.loads(text, object_pairs_hook=_unique_keys)
+        except _DuplicateKeyError as error:
+            raise _duplicate(what, error.key) from None
     return value
+
+
+def _members(node: object) -> int:
+    """How many members the objects in ``node`` have, all levels down."""
+    if type(node) is dict:
+        return len(node) + sum(map(_members, node.values()))
+    if type(node) is list:
+        return sum(map(_members, node))
+    return 0
+
+
+def _duplicate(what: str, key: str) -> InvalidEnvelopeError:
+    return InvalidEnvelopeError(
+        f"{what} has the key {wire.preview(key)} twice in one object; JSON names "
+        "must be unique, and a second value could hide the first from a check."
+    )
 
 
 class _DuplicateKeyError(ValueError):
@@ -169,23 +203,53 @@ def _unique_keys(pairs: list[tuple[str, t.Any]]) -> dict[str, t.Any]:
     return result
 
 
-def _check_depth(value: object, max_depth: int) -> None:
-    # Iterative, so that a deep document cannot exhaust the Python stack here either.
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children: t.Iterable[object]
-        if type(node) is dict:
-            children = node.values()
-        elif type(node) is list:
-            children = node
-        else:
-            continue
+def _check_depth(value: object, max_depth: int, brackets: int | None = None) -> int:
+    """Raise when ``value`` nests deeper than ``max_depth``; return how many members its objects
+    have (the walk sees every object, so the count is exact).
+
+    :param brackets: how many ``{`` and ``[`` the JSON text had, strings included, when
+        ``value`` was decoded from text. Every array and object opens with one, so this bounds
+        the number of containers: once the levels walked hold that many containers, nothing
+        deeper is left to walk. A presence batch stops at its items that way, without looking
+        into them.
+    """
+    # Level by level rather than node by node: a deep document cannot exhaust the Python stack,
+    # and each level is taken apart in C (``map``, ``chain``, ``set``) instead of one node at a
+    # time in Python, which matters because every item of every request passes here.
+    level: list[t.Any] = [value]
+    kinds = {type(value)}
+    depth = 1
+    seen = 0
+    members = 0
+    while not kinds.isdisjoint(_CONTAINERS):
         if depth > max_depth:
             raise _too_deep(max_depth)
-        for child in children:
-            if type(child) is dict or type(child) is list:
-                stack.append((child, depth + 1))
+        if not kinds <= _CONTAINERS:
+            level = [node for node in level if type(node) in _CONTAINERS]
+        seen += len(level)
+        if kinds == {dict}:  # a list of items, for one
+            members += sum(map(len, level))
+            if brackets is not None and seen >= brackets:
+                return members
+            children = list(chain.from_iterable(map(dict.values, level)))
+        elif kinds == {list}:
+            if brackets is not None and seen >= brackets:
+                return members
+            children = list(chain.from_iterable(level))
+        else:
+            children = []
+            for node in level:
+                if type(node) is dict:
+                    members += len(node)
+                    children.extend(node.values())
+                else:
+                    children.extend(node)
+            if brackets is not None and seen >= brackets:
+                return members
+        level = children
+        kinds = set(map(type, level))
+        depth += 1
+    return members
 
 
 def _too_deep(max_depth: int) -> InvalidEnvelopeError:

@@ -32,7 +32,7 @@ from . import signals
 from .events import BindEvent, Event, UnbindEvent
 from .exceptions import ConfigurationError
 from .receiver import Receiver, _call, _name
-from .routing import Filter, Registry, compile_filters
+from .routing import Decorator, Registry
 
 __all__ = [
     "ChangeKind",
@@ -43,12 +43,9 @@ __all__ = [
     "PresenceTracker",
     "PresenceUpdate",
     "RedisPresenceStore",
-    "TransitionDecorator",
 ]
 
 logger = logging.getLogger("yalgaar_receiver.presence")
-
-F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
 
 class ChangeKind(enum.Enum):
@@ -564,50 +561,6 @@ _SIGNALS: t.Final[t.Mapping[ChangeKind, Signal]] = {
 _MEMBER_KINDS: t.Final = frozenset({ChangeKind.MEMBER_JOINED, ChangeKind.MEMBER_LEFT})
 
 
-class TransitionDecorator:
-    """The object behind ``tracker.on_member_joined`` and its siblings.
-
-    Use it bare (``@tracker.on_channel_occupied``) or with keyword filters
-    (``@tracker.on_member_left(channel="game-*")``), which follow the same rules as the receiver's
-    decorators (:func:`~yalgaar_receiver.routing.compile_filter`). The function is returned
-    unchanged and held with a strong reference. Member handlers are called as
-    ``handler(channel, uuid)``, channel handlers as ``handler(channel)``.
-    """
-
-    def __init__(self, registry: Registry[ChangeKind], kind: ChangeKind) -> None:
-        self._registry = registry
-        self.kind = kind
-
-    @t.overload
-    def __call__(self, func: F, /) -> F: ...
-
-    @t.overload
-    def __call__(
-        self, *, channel: Filter | None = None, uuid: Filter | None = None
-    ) -> t.Callable[[F], F]: ...
-
-    def __call__(
-        self,
-        func: t.Callable[..., t.Any] | None = None,
-        *,
-        channel: Filter | None = None,
-        uuid: Filter | None = None,
-    ) -> t.Any:
-        """Register a handler of this transition.
-
-        :param channel: only transitions of channels that match.
-        :param uuid: only transitions of (or, for channel transitions, caused by) matching uuids.
-        """
-        filters = compile_filters({"channel": channel, "uuid": uuid})
-        if func is not None:
-            return self._registry.add(self.kind, func, filters)
-
-        def decorator(handler: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
-            return self._registry.add(self.kind, handler, filters)
-
-        return decorator
-
-
 class PresenceTracker:
     """Who is in which channel, kept from one receiver's bind and unbind events.
 
@@ -662,13 +615,13 @@ class PresenceTracker:
         self.clock = clock
         self._registry: Registry[ChangeKind] = Registry(lambda key, kind: key is kind)
         #: Handlers called as ``handler(channel, uuid)`` when a uuid joins a channel.
-        self.on_member_joined = TransitionDecorator(self._registry, ChangeKind.MEMBER_JOINED)
+        self.on_member_joined = Decorator(self._registry, ChangeKind.MEMBER_JOINED)
         #: Handlers called as ``handler(channel, uuid)`` when a departure is confirmed.
-        self.on_member_left = TransitionDecorator(self._registry, ChangeKind.MEMBER_LEFT)
+        self.on_member_left = Decorator(self._registry, ChangeKind.MEMBER_LEFT)
         #: Handlers called as ``handler(channel)`` when a channel gets its first member.
-        self.on_channel_occupied = TransitionDecorator(self._registry, ChangeKind.CHANNEL_OCCUPIED)
+        self.on_channel_occupied = Decorator(self._registry, ChangeKind.CHANNEL_OCCUPIED)
         #: Handlers called as ``handler(channel)`` when a channel loses its last member.
-        self.on_channel_vacated = TransitionDecorator(self._registry, ChangeKind.CHANNEL_VACATED)
+        self.on_channel_vacated = Decorator(self._registry, ChangeKind.CHANNEL_VACATED)
         # One lock around "change the store, then deliver", so that this process delivers the
         # transitions in the order the store made them, whichever thread made them.
         self._lock = threading.RLock()

@@ -42,14 +42,13 @@ from .exceptions import (
     YalgaarError,
 )
 from .parsing import Envelope, load_envelopes, read_envelopes
-from .routing import Filter, Registry, compile_filters
+from .routing import Decorator, Registry
 from .wire import preview
 
-__all__ = ["HandlerDecorator", "Receiver"]
+__all__ = ["Receiver"]
 
 logger = logging.getLogger("yalgaar_receiver")
 
-F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
 #: The refusals of a whole request; each is sent on ``envelope_rejected``.
 REFUSALS: t.Final = (InvalidEnvelopeError, AuthenticationError, PayloadTooLargeError)
@@ -63,48 +62,6 @@ _EVENT_SIGNALS: t.Final[t.Mapping[type[Event], tuple[Signal, ...]]] = {
     MessageEvent: (signals.message,),
     UnknownEvent: (signals.unknown_event,),
 }
-
-
-class HandlerDecorator:
-    """The object behind ``receiver.on_bind`` and its siblings.
-
-    Use it bare (``@receiver.on_bind``) or with keyword filters
-    (``@receiver.on_message(channel="orders-*")``); either way the function is returned unchanged
-    and held with a strong reference, so a handler defined inside an app factory stays registered.
-    """
-
-    def __init__(self, registry: Registry[type[Event]], event_class: type[Event]) -> None:
-        self._registry = registry
-        self.event_class = event_class
-
-    @t.overload
-    def __call__(self, func: F, /) -> F: ...
-
-    @t.overload
-    def __call__(
-        self, *, channel: Filter | None = None, uuid: Filter | None = None
-    ) -> t.Callable[[F], F]: ...
-
-    def __call__(
-        self,
-        func: t.Callable[..., t.Any] | None = None,
-        *,
-        channel: Filter | None = None,
-        uuid: Filter | None = None,
-    ) -> t.Any:
-        """Register a handler that takes the event as its only argument.
-
-        :param channel: only events whose channel matches (see :data:`~.routing.Filter`).
-        :param uuid: only events whose uuid matches; an event without a uuid never matches.
-        """
-        filters = compile_filters({"channel": channel, "uuid": uuid})
-        if func is not None:
-            return self._registry.add(self.event_class, func, filters)
-
-        def decorator(handler: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
-            return self._registry.add(self.event_class, handler, filters)
-
-        return decorator
 
 
 class Receiver:
@@ -171,17 +128,17 @@ class Receiver:
             lambda key, event_class: issubclass(event_class, key)
         )
         #: Handlers of :class:`BindEvent`.
-        self.on_bind = HandlerDecorator(self._registry, BindEvent)
+        self.on_bind = Decorator(self._registry, BindEvent)
         #: Handlers of :class:`UnbindEvent`.
-        self.on_unbind = HandlerDecorator(self._registry, UnbindEvent)
+        self.on_unbind = Decorator(self._registry, UnbindEvent)
         #: Handlers of every presence event, whatever its action (unknown actions included).
-        self.on_presence = HandlerDecorator(self._registry, PresenceEvent)
+        self.on_presence = Decorator(self._registry, PresenceEvent)
         #: Handlers of :class:`MessageEvent`.
-        self.on_message = HandlerDecorator(self._registry, MessageEvent)
+        self.on_message = Decorator(self._registry, MessageEvent)
         #: Handlers of :class:`UnknownEvent` (an envelope ``source`` this package does not know).
-        self.on_unknown = HandlerDecorator(self._registry, UnknownEvent)
+        self.on_unknown = Decorator(self._registry, UnknownEvent)
         #: Handlers of every event.
-        self.on_event = HandlerDecorator(self._registry, Event)
+        self.on_event = Decorator(self._registry, Event)
 
     def __repr__(self) -> str:
         # Never the keys themselves: a repr ends up in logs.
@@ -321,6 +278,8 @@ class Receiver:
         return self._emit(event, None)
 
     def _emit(self, event: Event, duplicates: list[Event] | None) -> tuple[HandlerFailure, ...]:
+        if self.dedupe is None:
+            return self._run(event)
         claim = self._claim(event)
         if claim is not None and claim.state is ClaimState.DONE:
             logger.debug("Skipped a duplicate of %r", event)
@@ -487,7 +446,8 @@ def _signals_for(event_class: type[Event]) -> tuple[Signal, ...]:
 def _call(func: t.Callable[..., t.Any], /, *args: t.Any, **kwargs: t.Any) -> None:
     """Call a handler; run it to completion when it is ``async def``."""
     result = func(*args, **kwargs)
-    if inspect.isawaitable(result):
+    # Most handlers return None; asking inspect about it costs more than the call.
+    if result is not None and inspect.isawaitable(result):
         _run(result)
 
 

@@ -12,7 +12,15 @@ import re
 import typing as t
 from dataclasses import dataclass
 
-__all__ = ["Filter", "Matcher", "Registry", "Route", "compile_filter", "compile_filters"]
+__all__ = [
+    "Decorator",
+    "Filter",
+    "Matcher",
+    "Registry",
+    "Route",
+    "compile_filter",
+    "compile_filters",
+]
 
 #: What a keyword filter of a decorator may be: a glob (``fnmatchcase`` rules, case-sensitive;
 #: a string without ``*``, ``?`` or ``[`` is compared exactly), a compiled regex (``search``),
@@ -99,3 +107,48 @@ class Registry(t.Generic[K]):
 
     def __len__(self) -> int:
         return len(self._routes)
+
+
+class Decorator(t.Generic[K]):
+    """The object behind ``receiver.on_bind``, ``tracker.on_member_left`` and their siblings.
+
+    Use it bare (``@receiver.on_bind``) or with keyword filters
+    (``@receiver.on_message(channel="orders-*")``); either way the function is returned unchanged
+    and held with a strong reference, so a handler defined inside an app factory stays
+    registered. The filters are compiled when the decorator is applied, so a bad one fails at
+    import time.
+    """
+
+    def __init__(self, registry: Registry[K], key: K) -> None:
+        self._registry = registry
+        #: What the handlers registered here listen to (an event class, a transition kind).
+        self.key = key
+
+    @t.overload
+    def __call__(self, func: H, /) -> H: ...
+
+    @t.overload
+    def __call__(
+        self, *, channel: Filter | None = None, uuid: Filter | None = None
+    ) -> t.Callable[[H], H]: ...
+
+    def __call__(
+        self,
+        func: t.Callable[..., t.Any] | None = None,
+        *,
+        channel: Filter | None = None,
+        uuid: Filter | None = None,
+    ) -> t.Any:
+        """Register a handler.
+
+        :param channel: only calls whose channel matches (see :data:`Filter`).
+        :param uuid: only calls whose uuid matches; a missing uuid never matches.
+        """
+        filters = compile_filters({"channel": channel, "uuid": uuid})
+        if func is not None:
+            return self._registry.add(self.key, func, filters)
+
+        def decorator(handler: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+            return self._registry.add(self.key, handler, filters)
+
+        return decorator

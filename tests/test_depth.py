@@ -1,0 +1,152 @@
+"""The depth check and its shortcuts refuse exactly the bodies nested deeper than the limit.
+
+The check counts the brackets of the JSON text to stop early (a body with few brackets is not
+walked at all; a walk stops once it has met as many containers as there were brackets), so
+brackets inside strings, and bodies of every shape, are compared here with a plain recursive
+definition of depth.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from yalgaar_receiver import InvalidEnvelopeError, parsing
+
+
+def depth(value: object) -> int:
+    """Every array and object is one level; the outermost is level 1; scalars are 0."""
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0
+
+
+documents = st.recursive(
+    st.none() | st.integers() | st.text(alphabet='[]{}ab"\\', max_size=6),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=3), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+def refused(text: str, limit: int) -> bool:
+    try:
+        parsing._loads(text, limit, "The body")
+    except InvalidEnvelopeError as error:
+        assert "nested deeper than" in str(error)
+        return True
+    return False
+
+
+@settings(max_examples=400, deadline=None)
+@given(document=documents, limit=st.integers(min_value=1, max_value=8))
+def test_text_is_refused_exactly_when_too_deep(document: object, limit: int) -> None:
+    assert refused(json.dumps(document), limit) == (depth(document) > limit)
+
+
+@settings(max_examples=200, deadline=None)
+@given(document=documents, limit=st.integers(min_value=1, max_value=8))
+def test_decoded_json_is_checked_the_same(document: object, limit: int) -> None:
+    if isinstance(document, str):
+        return  # a str body is JSON text, tested above
+    try:
+        parsing._decode(document, limit)
+        too_deep = False
+    except InvalidEnvelopeError:
+        too_deep = True
+    assert too_deep == (depth(document) > limit)
+
+
+def _presence_body(items: int, nested: int) -> str:
+    value: object = "x"
+    for _ in range(nested):
+        value = [value]
+    data: list[dict[str, object]] = [{"channel": "c", "action": "bind"} for _ in range(items)]
+    data[-1]["deep"] = value
+    return json.dumps({"items": {"source": "Presence", "clientKey": "k", "data": data}})
+
+
+@pytest.mark.parametrize("items", [1, 200])
+def test_a_deep_value_in_the_last_item_is_found(items: int) -> None:
+    # Four levels of envelope, then the item, then the nested lists.
+    assert not refused(_presence_body(items, 60), 64)
+    assert refused(_presence_body(items, 61), 64)
+
+
+def test_brackets_inside_strings_do_not_hide_a_deep_value() -> None:
+    body = _presence_body(3, 61).replace('"c"', '"]]]]}}}}"')
+    assert refused(body, 64)
+
+
+# -- duplicate keys: decoded in C and settled by counting colons, else by the exact hook --------
+
+# Objects as lists of pairs, so that a key may come twice; keys and strings hold colons, quotes
+# and backslashes, which is what the colon count must not be fooled by.
+texts = st.text(alphabet=':"\\ab{[', max_size=4)
+pair_documents = st.recursive(
+    st.none() | st.integers() | texts,
+    lambda children: (
+        st.lists(children, max_size=3).map(lambda items: ("list", items))
+        | st.lists(
+            st.tuples(st.sampled_from(["a", "b", "a:", 'q"', "\\"]), children), max_size=3
+        ).map(lambda pairs: ("object", pairs))
+    ),
+    max_leaves=12,
+)
+
+
+def encode(node: object, spaced: bool) -> str:
+    if isinstance(node, tuple) and node[0] == "list":
+        return "[" + ",".join(encode(child, spaced) for child in node[1]) + "]"
+    if isinstance(node, tuple) and node[0] == "object":
+        colon = " : " if spaced else ":"
+        members = (json.dumps(key) + colon + encode(value, spaced) for key, value in node[1])
+        return "{" + ",".join(members) + "}"
+    return json.dumps(node)
+
+
+def has_duplicate_keys(text: str) -> bool:
+    def hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        if len({key for key, _ in pairs}) != len(pairs):
+            raise KeyError
+        return dict(pairs)
+
+    try:
+        json.loads(text, object_pairs_hook=hook)
+    except KeyError:
+        return True
+    return False
+
+
+@settings(max_examples=400, deadline=None)
+@given(document=pair_documents, spaced=st.booleans())
+def test_a_key_twice_is_refused_exactly_when_it_is_there(document: object, spaced: bool) -> None:
+    text = encode(document, spaced)
+    try:
+        parsing._loads(text, 64, "The body")
+        refused = False
+    except InvalidEnvelopeError as error:
+        assert "twice in one object" in str(error)
+        refused = True
+    assert refused == has_duplicate_keys(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 2}',
+        '{"items": {"data": [{"channel": "c", "channel": "d"}]}}',
+        # A colon inside a string makes up for the member the duplicate hides.
+        '{"a": 1, "a": 2, "b": "x:y"}',
+        '{"a": "\\"", "a": 2}',
+    ],
+)
+def test_duplicate_keys_hidden_behind_colons_or_quotes_are_found(text: str) -> None:
+    with pytest.raises(InvalidEnvelopeError, match="twice in one object"):
+        parsing._loads(text, 64, "The body")
