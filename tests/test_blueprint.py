@@ -391,3 +391,10 @@ def test_refusals_are_sent_on_envelope_rejected(receiver: Receiver, client: Flas
         client.post("/yalgaar/", data=b"nope")
         client.post("/yalgaar/", data=payload("client-key-wrong.json"))
     assert [type(e) for e in errors] == [InvalidEnvelopeError, AuthenticationError]
+
+
+def test_an_empty_keys_setting_means_none_set() -> None:
+    app = Flask(__name__)
+    app.config["YALGAAR_CLIENT_KEYS"] = "  "  # an environment variable that is set but empty
+    with pytest.raises(ConfigurationError, match="YALGAAR_CLIENT_KEYS is not set"):
+        app.register_blueprint(create_blueprint(Receiver()))

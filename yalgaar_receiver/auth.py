@@ -32,6 +32,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from .exceptions import ConfigurationError, YalgaarSecurityWarning
+from .receiver import normalize_keys
 
 __all__ = [
     "SETTINGS",
@@ -147,7 +148,7 @@ class RequestAuth:
         authenticate: Authenticate | None = None,
         allow_client_key_only: bool | str = False,
     ) -> None:
-        tokens = _strings(url_tokens, "url_tokens", split=True)
+        tokens = normalize_keys(url_tokens, "url_tokens", item="value")
         for token in tokens:
             if "/" in token:
                 raise ConfigurationError("A URL token may not contain '/'; use URL-safe text.")
@@ -157,7 +158,7 @@ class RequestAuth:
         credentials = [basic_auth] if isinstance(basic_auth, str) else list(basic_auth)
         self._basic = tuple(_secret(_credential(c)) for c in credentials)
         self.allowed_networks: tuple[Network, ...] = tuple(
-            _network(n) for n in _strings(allowed_networks, "allowed_networks", split=True)
+            _network(n) for n in normalize_keys(allowed_networks, "allowed_networks", item="value")
         )
         self.trusted_proxies = _count(trusted_proxies, "trusted_proxies")
         if authenticate is not None and not callable(authenticate):
@@ -335,29 +336,6 @@ _INTERNAL: t.Final = ("yalgaar_receiver", "flask", "werkzeug")
 
 def _internal(module: str) -> bool:
     return module.partition(".")[0] in _INTERNAL
-
-
-def _strings(value: t.Iterable[str] | str, setting: str, *, split: bool) -> tuple[str, ...]:
-    if isinstance(value, str):
-        if not value.strip():
-            # An environment variable that is set but empty means "none", not "an empty token".
-            return ()
-        value = value.split(",") if split else [value]
-    elif not isinstance(value, t.Iterable):
-        # from_prefixed_env() turns FLASK_YALGAAR_URL_TOKENS=123 into the number 123.
-        raise ConfigurationError(
-            f"{setting} must be a list of strings or one comma-separated string, "
-            f"not a {type(value).__name__}."
-        )
-    result = []
-    for item in value:
-        if not isinstance(item, str):
-            raise ConfigurationError(f"{setting} must hold strings; got a {type(item).__name__}.")
-        item = item.strip()
-        if not item:
-            raise ConfigurationError(f"{setting} holds an empty value; remove it.")
-        result.append(item)
-    return tuple(result)
 
 
 def _credential(value: object) -> str:

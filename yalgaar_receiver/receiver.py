@@ -388,11 +388,18 @@ class Receiver:
                 )
 
 
-def normalize_keys(keys: t.Iterable[str] | str | None, setting: str) -> tuple[str, ...]:
-    """Validate configured client keys: a list of non-empty strings.
+def normalize_keys(
+    keys: t.Iterable[str] | str | None, setting: str, *, item: str = "key"
+) -> tuple[str, ...]:
+    """Validate a configured list of secrets or names: non-empty strings, trimmed.
 
-    ``YALGAAR_CLIENT_KEYS`` may also be one comma-separated string; a plain string passed to
-    ``Receiver`` is refused because iterating it would configure one key per character.
+    Used for the client keys and for the ``YALGAAR_*`` lists of the authentication layers. A
+    setting may also be one comma-separated string (as an environment variable is); a set but
+    empty one means none. A plain string passed as ``Receiver(client_keys=...)`` is refused,
+    because iterating it would configure one key per character.
+
+    :param setting: the setting's name, for the error messages.
+    :param item: what one entry is called in the error messages.
     """
     if keys is None:
         return ()
@@ -402,7 +409,15 @@ def normalize_keys(keys: t.Iterable[str] | str | None, setting: str) -> tuple[st
                 "client_keys must be a list of keys, not one string; "
                 f"write client_keys=[{'...'!r}]."
             )
+        if not keys.strip():
+            return ()
         keys = keys.split(",")
+    elif not isinstance(keys, t.Iterable):
+        # Flask's from_prefixed_env() turns FLASK_YALGAAR_URL_TOKENS=123 into the number 123.
+        raise ConfigurationError(
+            f"{setting} must be a list of strings or one comma-separated string, "
+            f"not a {type(keys).__name__}."
+        )
     result = []
     for key in keys:
         if not isinstance(key, str):
@@ -410,7 +425,7 @@ def normalize_keys(keys: t.Iterable[str] | str | None, setting: str) -> tuple[st
         key = key.strip()
         if not key:
             # Yalgaar's own doc shows "clientKey": "", so an empty key would accept anything.
-            raise ConfigurationError(f"{setting} holds an empty key; remove it.")
+            raise ConfigurationError(f"{setting} holds an empty {item}; remove it.")
         result.append(key)
     return tuple(result)
 
