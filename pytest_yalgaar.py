@@ -66,7 +66,8 @@ def yalgaar_events() -> t.Iterator[Capture]:
 # The routes create_blueprint() adds, by endpoint name, for the source each one stands for.
 _ROUTE_FOR_SOURCE: t.Final = {"presence": "presence", "message": "message", None: "webhook"}
 _BLUEPRINT_MODULE: t.Final = "yalgaar_receiver.blueprint"
-_SETTINGS_EXTENSIONS: t.Final = ("yalgaar_receiver", "yalgaar_receiver.auth")
+#: Where the blueprint keeps what it resolved for an app: ``app.extensions[...][name].auth``.
+_SETTINGS_EXTENSION: t.Final = "yalgaar_receiver"
 
 
 class WebhookClient:
@@ -139,15 +140,11 @@ class WebhookClient:
     def _token(self, name: str) -> str:
         if self.token is not None:
             return self.token
-        # The request-level settings the blueprint resolved when it was registered: the
-        # RequestAuth itself, or a record holding it as ``auth``. A private layout, read
-        # defensively; tests/test_pytest_plugin.py fails if it moves out of reach.
-        for key in _SETTINGS_EXTENSIONS:
-            entry = self.app.extensions.get(key, {}).get(name)
-            tokens = getattr(getattr(entry, "auth", entry), "url_tokens", None)
-            if tokens is not None:
-                return str(tokens[0]) if tokens else ""
-        return ""
+        # The request-level settings the blueprint resolved when it was registered. A private
+        # layout, read defensively; tests/test_pytest_plugin.py fails if it moves out of reach.
+        entry = self.app.extensions.get(_SETTINGS_EXTENSION, {}).get(name)
+        tokens = getattr(getattr(entry, "auth", None), "url_tokens", None)
+        return str(tokens[0]) if tokens else ""
 
     def post(
         self,
