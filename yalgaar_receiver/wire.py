@@ -30,6 +30,7 @@ __all__ = [
     "read_message",
     "read_timestamp",
     "read_uuid",
+    "source_of",
 ]
 
 #: ``source`` after trimming and case-folding, to the kind of item it announces. Any other name
@@ -42,6 +43,15 @@ SOURCES: t.Final[t.Mapping[str, str]] = {
 #: The doc's field table spells the key ``sources`` while its JSON says ``source``; both are read,
 #: ``source`` first.
 SOURCE_KEYS: t.Final = ("source", "sources")
+
+
+def source_of(envelope: t.Mapping[str, t.Any]) -> t.Any:
+    """The envelope's source as sent, under the first of :data:`SOURCE_KEYS` present."""
+    for key in SOURCE_KEYS:
+        if key in envelope:
+            return envelope[key]
+    return None
+
 
 #: Keys that mark a JSON object as an envelope when it is sent without ``items`` around it.
 ENVELOPE_KEYS: t.Final = frozenset({"source", "sources", "clientKey", "data"})
