@@ -20,10 +20,12 @@ from hypothesis import strategies as st
 from marshmallow import INCLUDE, ValidationError, validates
 
 from yalgaar_receiver import (
+    Batch,
     BindEvent,
     Event,
     InvalidEnvelopeError,
     MessageEvent,
+    Outcome,
     PresenceAction,
     PresenceEvent,
     Rejection,
@@ -33,7 +35,7 @@ from yalgaar_receiver import (
     parsing,
     schemas,
 )
-from yalgaar_receiver.fastpath import event_builder
+from yalgaar_receiver.fastpath import record_builder
 from yalgaar_receiver.schemas import load_envelope, load_items
 
 from .payloads import all_payloads, payload
@@ -296,9 +298,9 @@ VALUES: dict[str, object] = {
 
 
 @pytest.mark.parametrize("cls", [BindEvent, UnbindEvent, PresenceEvent, MessageEvent, UnknownEvent])
-def test_event_builder_builds_what_the_constructor_builds(cls: type[Event]) -> None:
+def test_record_builder_builds_what_the_constructor_builds(cls: type[Event]) -> None:
     names = [f.name for f in dataclasses.fields(cls)][::-1]  # any order the caller names
-    built = event_builder(cls, names)(*(VALUES[n] for n in names))
+    built = record_builder(cls, names)(*(VALUES[n] for n in names))
     made = cls(**{n: VALUES[n] for n in names})  # type: ignore[arg-type]
     assert type(built) is cls
     assert built == made
@@ -308,12 +310,32 @@ def test_event_builder_builds_what_the_constructor_builds(cls: type[Event]) -> N
         built.channel = "other"  # type: ignore[misc]
 
 
-def test_event_builder_refuses_a_wrong_field_list() -> None:
+@pytest.mark.parametrize(
+    ("cls", "values"),
+    [
+        (Batch, {"events": (1,), "rejected": (2,), "client_keys": ("k", None)}),
+        (Outcome, {"accepted": (1,), "rejected": (2,), "failed": (3,), "duplicates": (4,)}),
+    ],
+)
+def test_record_builder_builds_the_request_records_as_their_constructors(
+    cls: type[t.Any], values: dict[str, t.Any]
+) -> None:
+    names = list(values)[::-1]
+    built = record_builder(cls, names)(*(values[n] for n in names))
+    made = cls(**values)
+    assert type(built) is cls
+    assert built == made
+    assert repr(built) == repr(made)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.rejected = ()
+
+
+def test_record_builder_refuses_a_wrong_field_list() -> None:
     with pytest.raises(TypeError, match="other fields"):
-        event_builder(MessageEvent, ["channel", "uuid"])
+        record_builder(MessageEvent, ["channel", "uuid"])
 
 
-def test_event_builder_calls_the_constructor_when_there_is_a_post_init() -> None:
+def test_record_builder_calls_the_constructor_when_there_is_a_post_init() -> None:
     seen: list[str] = []
 
     @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -322,6 +344,6 @@ def test_event_builder_calls_the_constructor_when_there_is_a_post_init() -> None
             seen.append(self.message)
 
     names = [f.name for f in dataclasses.fields(Checked)]
-    built = event_builder(Checked, names)(*(VALUES[n] for n in names))
+    built = record_builder(Checked, names)(*(VALUES[n] for n in names))
     assert isinstance(built, Checked)
     assert seen == ["m"]

@@ -26,10 +26,15 @@ from datetime import datetime
 
 from .events import Event, MessageEvent, PresenceAction, PresenceEvent, Rejection
 
-__all__ = ["ItemLoader", "ItemRules", "event_builder"]
+__all__ = ["ItemLoader", "ItemRules", "record_builder"]
+
+#: How many timestamp texts (and, apart, action texts) an :class:`ItemLoader` keeps read.
+_CACHE_SIZE: t.Final = 1024
 
 #: Marks a field that the item does not have (``None`` is a value: JSON ``null``).
 _MISSING: t.Final = object()
+
+R = t.TypeVar("R")
 
 #: The outcome of an item the loop hands to the schema: an event, or the schema's messages.
 Fallback = t.Callable[[object, str], "Event | dict[str, t.Any]"]
@@ -81,11 +86,17 @@ class ItemLoader:
         self._known = frozenset(rules.fields)
         self._last = rules.fields[-1]
         self._presence = rules.kind == "presence"
-        self._build_message = event_builder(MessageEvent, _MESSAGE_ORDER)
+        self._build_message = record_builder(MessageEvent, _MESSAGE_ORDER)
         self._build_presence = {
-            action: event_builder(cls, _PRESENCE_ORDER)
+            action: record_builder(cls, _PRESENCE_ORDER)
             for action, cls in rules.presence_classes.items()
         }
+        # Text read once is kept for later batches too: Yalgaar stamps items in whole seconds and
+        # sends every 2 s, so consecutive requests share timestamps, and there are few actions.
+        # What is kept is immutable (a datetime, an enum member, a string) and bounded: the
+        # caches are emptied when they grow past _CACHE_SIZE, so junk input cannot fill memory.
+        self._stamps: dict[str, datetime | None] = {}
+        self._actions: dict[str, tuple[t.Callable[..., Event], PresenceAction, str]] = {}
 
     def load(
         self,
@@ -105,11 +116,12 @@ class ItemLoader:
         read_channel, read_uuid, read_timestamp, read_last = self._readers
         last = self._last
         known = self._known
-        # The items of one batch share a few timestamps (Yalgaar batches every 2 s, in seconds)
-        # and a few actions, so text read once is read for the whole batch. What is shared is
-        # immutable: a datetime, an enum member, a string.
-        stamps: dict[str, datetime | None] = {}
-        actions: dict[str, tuple[t.Callable[..., Event], PresenceAction, str]] = {}
+        stamps = self._stamps
+        actions = self._actions
+        if len(stamps) > _CACHE_SIZE or len(actions) > _CACHE_SIZE:
+            # Between batches only: one batch adds at most its own items (max_items).
+            stamps.clear()
+            actions.clear()
         presence = self._presence
         build_presence = self._build_presence
         build_message = self._build_message
@@ -218,66 +230,38 @@ class ItemLoader:
                 add_event(build_message(channel, uuid, stamp, client_key, item, extra, value))
 
 
-def event_builder(cls: type[Event], names: t.Sequence[str]) -> t.Callable[..., t.Any]:
+def record_builder(cls: type[R], names: t.Sequence[str]) -> t.Callable[..., R]:
     """A function that builds a ``cls`` from the values of the fields ``names``, in that order.
 
     A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, which costs
-    as much as the rest of an item's validation put together. The events are slotted, so this sets
-    the slots directly and builds the same object (the tests compare it with ``cls(...)``). A class
-    that is not a plain slotted dataclass without ``__post_init__`` gets its constructor.
+    as much as the rest of an item's validation put together; and every request builds a
+    :class:`~yalgaar_receiver.Batch` and an :class:`~yalgaar_receiver.Outcome` the same way.
+    The records are slotted, so this sets the slots directly and builds the same object (the
+    tests compare it with ``cls(...)``). A class that is not a plain slotted dataclass without
+    ``__post_init__`` gets its constructor.
+
+    The function is written out for its fields, as ``dataclasses`` writes ``__init__``: a loop
+    over the setters costs half again.
     """
-    if sorted(names) != sorted(f.name for f in dataclasses.fields(cls)):
+    if sorted(names) != sorted(f.name for f in dataclasses.fields(cls)):  # type: ignore[arg-type]
         raise TypeError(f"{cls.__name__} has other fields than {names}.")
     found = [_slot_setter(cls, name) for name in names]
     setters = [setter for setter in found if setter is not None]
     if len(setters) != len(names) or hasattr(cls, "__post_init__"):
 
-        def construct(*values: t.Any) -> t.Any:
+        def construct(*values: t.Any) -> R:
             return cls(**dict(zip(names, values, strict=True)))
 
         return construct
-    new = object.__new__
-    # Written out for the two shapes the loader builds: a loop over the setters costs half again.
-    if len(setters) == 8:
-        s0, s1, s2, s3, s4, s5, s6, s7 = setters
-
-        def build8(v0: t.Any, v1: t.Any, v2: t.Any, v3: t.Any, v4: t.Any, v5: t.Any,
-                   v6: t.Any, v7: t.Any) -> t.Any:  # fmt: skip
-            event = new(cls)
-            s0(event, v0)
-            s1(event, v1)
-            s2(event, v2)
-            s3(event, v3)
-            s4(event, v4)
-            s5(event, v5)
-            s6(event, v6)
-            s7(event, v7)
-            return event
-
-        return build8
-    if len(setters) == 7:
-        s0, s1, s2, s3, s4, s5, s6 = setters
-
-        def build7(v0: t.Any, v1: t.Any, v2: t.Any, v3: t.Any, v4: t.Any, v5: t.Any,
-                   v6: t.Any) -> t.Any:  # fmt: skip
-            event = new(cls)
-            s0(event, v0)
-            s1(event, v1)
-            s2(event, v2)
-            s3(event, v3)
-            s4(event, v4)
-            s5(event, v5)
-            s6(event, v6)
-            return event
-
-        return build7
-
-    def build(*values: t.Any) -> t.Any:
-        event = new(cls)
-        for setter, value in zip(setters, values, strict=True):
-            setter(event, value)
-        return event
-
+    values = ", ".join(f"v{i}" for i in range(len(names)))
+    lines = [f"def build({values}):", "    record = new(cls)"]
+    lines += [f"    s{i}(record, v{i})" for i in range(len(names))]
+    lines.append("    return record")
+    namespace: dict[str, t.Any] = {"new": object.__new__, "cls": cls}
+    namespace.update((f"s{i}", setter) for i, setter in enumerate(setters))
+    exec("\n".join(lines), namespace)  # only names made from field positions
+    build: t.Callable[..., R] = namespace["build"]
+    build.__qualname__ = f"record_builder.<{cls.__name__}>"
     return build
 
 
