@@ -253,13 +253,16 @@ class RequestAuth:
     def _token_ok(self, view: RequestView) -> bool:
         if not self._tokens:
             return True
-        presented = list(view.query.get(TOKEN_PARAMETER, ()))
+        presented = view.query.get(TOKEN_PARAMETER, ())
         if view.url_token is not None:
-            presented.append(view.url_token)
+            presented = (*presented, view.url_token)
         if not presented:
             return False
         # Every token presented must be accepted: a wrong one next to a right one is a probe.
-        return all(_matches(_secret(token), self._tokens) for token in presented)
+        accepted = True
+        for token in presented:
+            accepted &= _matches(_secret(token), self._tokens)
+        return accepted
 
     def _basic_ok(self, view: RequestView) -> bool:
         if not self._basic:

@@ -10,6 +10,7 @@ turning those into HTTP answers is the blueprint's job.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import inspect
 import logging
@@ -41,6 +42,7 @@ from .exceptions import (
     PayloadTooLargeError,
     YalgaarError,
 )
+from .fastpath import record_builder
 from .parsing import Envelope, load_envelopes, read_envelopes
 from .routing import Decorator, Registry
 from .wire import preview
@@ -49,6 +51,10 @@ __all__ = ["Receiver"]
 
 logger = logging.getLogger("yalgaar_receiver")
 
+
+#: ``Outcome(accepted=..., rejected=..., failed=..., duplicates=...)``, built by its slots as the
+#: events are (see :func:`~yalgaar_receiver.fastpath.record_builder`): every request builds one.
+_new_outcome: t.Final = record_builder(Outcome, ("accepted", "rejected", "failed", "duplicates"))
 
 #: The refusals of a whole request; each is sent on ``envelope_rejected``.
 REFUSALS: t.Final = (InvalidEnvelopeError, AuthenticationError, PayloadTooLargeError)
@@ -178,28 +184,27 @@ class Receiver:
         except REFUSALS as error:
             self.refused(error)
             raise
-        self._notify(signals.envelope_received, batch=batch)
-        for rejection in batch.rejected:
-            self._notify(signals.event_rejected, rejection=rejection)
+        # The bookkeeping signals are looked at before a call: most apps subscribe to none.
+        if signals.envelope_received.receivers:
+            self._notify(signals.envelope_received, batch=batch)
+        if batch.rejected and signals.event_rejected.receivers:
+            for rejection in batch.rejected:
+                self._notify(signals.event_rejected, rejection=rejection)
         # Duplicates found while the dispatcher runs (all of them, inline) go into the outcome;
-        # a background dispatcher finds them later, and only the signal sees those. Without a
-        # store the dispatcher gets the bound method itself, as it always did.
+        # a background dispatcher finds them later, and only the signal sees those.
         duplicates: list[Event] = []
+        if self.dedupe is None:
+            # What emit() comes down to without a store, a call shorter per event.
+            failures = self.dispatcher.dispatch(batch.events, self._run)
+        else:
 
-        def emit(event: Event) -> tuple[HandlerFailure, ...]:
-            return self._emit(event, duplicates)
+            def emit(event: Event) -> tuple[HandlerFailure, ...]:
+                return self._emit(event, duplicates)
 
-        failures = self.dispatcher.dispatch(
-            batch.events, self.emit if self.dedupe is None else emit
-        )
-        return Outcome(
-            accepted=batch.events,
-            rejected=batch.rejected,
-            failed=tuple(failures),
-            duplicates=tuple(duplicates),
-        )
+            failures = self.dispatcher.dispatch(batch.events, emit)
+        return _new_outcome(batch.events, batch.rejected, tuple(failures), tuple(duplicates))
 
-    def _read(self, body: object, source_hint: str | None, keys: t.Sequence[str]) -> Batch:
+    def _read(self, body: object, source_hint: str | None, keys: tuple[str, ...]) -> Batch:
         size = _byte_size(body)
         if size is not None and size > self.max_body_bytes:
             raise PayloadTooLargeError(
@@ -227,8 +232,8 @@ class Receiver:
             )
         return batch
 
-    def _authenticate(self, envelopes: t.Sequence[Envelope], keys: t.Sequence[str]) -> None:
-        expected = [k.encode("utf-8") for k in keys]
+    def _authenticate(self, envelopes: t.Sequence[Envelope], keys: tuple[str, ...]) -> None:
+        expected = _encoded(keys)
         for position, envelope in enumerate(envelopes):
             key = envelope.client_key
             if key is None:
@@ -351,7 +356,10 @@ class Receiver:
         for route in self._registry.routes_for(type(event)):
             try:
                 if not route.filters or route.matches(event):
-                    _call(route.handler, event)
+                    # _call() written out: a handler per signal is the common case.
+                    result = route.handler(event)
+                    if result is not None and inspect.isawaitable(result):
+                        _wait(result)
             except Exception as error:
                 failures.append(self._failed(event, route.handler, error))
         for signal in _signals_for(type(event)):
@@ -446,6 +454,12 @@ def _byte_size(body: object) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _encoded(keys: tuple[str, ...]) -> tuple[bytes, ...]:
+    """The configured keys as bytes for ``compare_digest``; the same few tuples every request."""
+    return tuple(k.encode("utf-8") for k in keys)
+
+
 _SIGNAL_CACHE: dict[type[Event], tuple[Signal, ...]] = {}
 
 
@@ -463,10 +477,10 @@ def _call(func: t.Callable[..., t.Any], /, *args: t.Any, **kwargs: t.Any) -> Non
     result = func(*args, **kwargs)
     # Most handlers return None; asking inspect about it costs more than the call.
     if result is not None and inspect.isawaitable(result):
-        _run(result)
+        _wait(result)
 
 
-def _run(awaitable: t.Awaitable[t.Any]) -> None:
+def _wait(awaitable: t.Awaitable[t.Any]) -> None:
     async def wait() -> None:
         await awaitable
 
