@@ -130,6 +130,7 @@ class RequestAuth:
 
     __slots__ = (
         "_basic",
+        "_checks",
         "_tokens",
         "allow_client_key_only",
         "allowed_networks",
@@ -167,6 +168,15 @@ class RequestAuth:
             )
         self.authenticate = authenticate
         self.allow_client_key_only = _flag(allow_client_key_only, "allow_client_key_only")
+        self._checks: tuple[tuple[str, t.Callable[[RequestView], bool]], ...] = tuple(
+            (name, passes)
+            for name, passes, configured in (
+                ("network", self._network_ok, self.allowed_networks),
+                ("url_token", self._token_ok, self._tokens),
+                ("basic_auth", self._basic_ok, self._basic),
+            )
+            if configured
+        )
 
     @classmethod
     def from_settings(cls, config: t.Mapping[str, t.Any], **arguments: t.Any) -> RequestAuth:
@@ -223,17 +233,13 @@ class RequestAuth:
         :param hook: also run the ``authenticate`` hook. The Flask blueprint passes ``False``
             before it reads the body, then calls :meth:`check_hook` with the body in the view.
         """
-        failed = [
-            name
-            for name, passed in (
-                ("network", self._network_ok(view)),
-                ("url_token", self._token_ok(view)),
-                ("basic_auth", self._basic_ok(view)),
-            )
-            if not passed
-        ]
-        if failed:
-            return failed[0]
+        failed = None
+        # Only the configured layers: one that is not configured passes.
+        for name, passes in self._checks:
+            if not passes(view) and failed is None:
+                failed = name
+        if failed is not None:
+            return failed
         return self.check_hook(view) if hook else None
 
     def check_hook(self, view: RequestView) -> str | None:
@@ -261,7 +267,8 @@ class RequestAuth:
         # Every token presented must be accepted: a wrong one next to a right one is a probe.
         accepted = True
         for token in presented:
-            accepted &= _matches(_secret(token), self._tokens)
+            # _secret(), written out: this runs on every request to a token URL.
+            accepted &= _matches(token.encode("utf-8", "surrogatepass"), self._tokens)
         return accepted
 
     def _basic_ok(self, view: RequestView) -> bool:

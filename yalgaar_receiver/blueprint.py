@@ -29,6 +29,7 @@ from .exceptions import (
     PayloadTooLargeError,
     YalgaarError,
 )
+from .fastpath import record_builder
 from .receiver import REFUSALS, Receiver, normalize_keys
 
 __all__ = ["create_blueprint"]
@@ -175,6 +176,14 @@ def create_blueprint(
     return blueprint
 
 
+#: ``RequestView(method=..., ..., body=None)``, built by its slots: every request to an endpoint
+#: with a layer builds one (see :func:`~yalgaar_receiver.fastpath.record_builder`).
+_new_view: t.Final = record_builder(
+    RequestView,
+    ("method", "path", "remote_addr", "query", "headers", "basic_auth", "url_token", "body"),
+)
+
+
 class _Settings(t.NamedTuple):
     """What one app configured for one blueprint, resolved once at registration."""
 
@@ -217,15 +226,7 @@ def _request_view(
     if (everything or "url_token" in layers) and environ.get("QUERY_STRING"):
         args = req.args
         query = {k: tuple(args.getlist(k)) for k in args}
-    return RequestView(
-        method=req.method,
-        path=req.path,
-        remote_addr=remote,
-        query=query,
-        headers=headers,
-        basic_auth=basic,
-        url_token=token,
-    )
+    return _new_view(req.method, req.path, remote, query, headers, basic, token, None)
 
 
 def _refuse(receiver: Receiver, failed: str | None) -> Response | None:

@@ -207,6 +207,8 @@ class ItemLoader:
                     seen_action = (build_presence[action], action, raw_action)
                     actions[value] = seen_action
                 value = seen_action
+            elif type(value) is str and value.isascii():
+                pass  # a message: read_message() gives ASCII text back as it is
             else:
                 try:
                     value = read_last(value)

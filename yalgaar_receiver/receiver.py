@@ -205,7 +205,7 @@ class Receiver:
         return _new_outcome(batch.events, batch.rejected, tuple(failures), tuple(duplicates))
 
     def _read(self, body: object, source_hint: str | None, keys: tuple[str, ...]) -> Batch:
-        size = _byte_size(body)
+        size = len(body) if type(body) is bytes else _byte_size(body)
         if size is not None and size > self.max_body_bytes:
             raise PayloadTooLargeError(
                 f"The body has {size} bytes, more than max_body_bytes={self.max_body_bytes}.",
@@ -362,7 +362,7 @@ class Receiver:
                         _wait(result)
             except Exception as error:
                 failures.append(self._failed(event, route.handler, error))
-        for signal in _signals_for(type(event)):
+        for signal in _SIGNAL_CACHE.get(type(event)) or _signals_for(type(event)):
             if not signal.receivers:
                 continue
             for subscriber in signal.receivers_for(self):
