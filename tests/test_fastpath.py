@@ -37,7 +37,7 @@ from yalgaar_receiver import (
 )
 from yalgaar_receiver.auth import RequestView
 from yalgaar_receiver.fastpath import record_builder
-from yalgaar_receiver.schemas import load_envelope, load_items
+from yalgaar_receiver.schemas import load_envelope, load_items_into
 
 from .payloads import all_payloads, payload
 
@@ -77,7 +77,9 @@ def parse(body: bytes, *, fast: bool, hint: str | None = None) -> object:
     with pytest.MonkeyPatch.context() as patch:
         if not fast:
             patch.setattr(parsing, "load_envelope", functools.partial(load_envelope, fast=False))
-            patch.setattr(parsing, "load_items", functools.partial(load_items, fast=False))
+            patch.setattr(
+                parsing, "load_items_into", functools.partial(load_items_into, fast=False)
+            )
         try:
             return parse_envelope(body, source_hint=hint)
         except InvalidEnvelopeError as error:

@@ -12,11 +12,12 @@ redirect loses the body) and never 410 (senders read it as "disable this webhook
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import typing as t
 
-from flask import Blueprint, Request, Response, current_app, jsonify, request
+from flask import Blueprint, Request, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from .auth import Authenticate, RequestAuth, RequestView, client_address
@@ -109,13 +110,30 @@ def create_blueprint(
             client_keys=bool(keys),
             allow_unauthenticated=receiver.allow_unauthenticated,
         )
-        state.app.extensions.setdefault(_EXTENSION, {})[name] = _Settings(keys, auth, auth.layers)
+        settings = _Settings(keys, auth, auth.layers)
+        state.app.extensions.setdefault(_EXTENSION, {})[name] = settings
+        # The rules are added here, once per app, so that each app's views hold its settings:
+        # looking them up through current_app costs several calls into Werkzeug's proxies on
+        # every request.
+        for rule, endpoint, hint in _ROUTES:
+            # A partial is called in C; it carries the view's name and module, by which tools
+            # (the pytest plugin) find the receiver's rules.
+            bound = functools.update_wrapper(functools.partial(view, settings, hint), view)
+            # strict_slashes=False: with and without the trailing slash, and never a redirect,
+            # which would make the sender drop the body.
+            for path, suffix in ((rule, ""), ("/<token>" + rule, "_token")):
+                state.add_url_rule(
+                    path,
+                    endpoint + suffix,
+                    bound,
+                    methods=["GET", "HEAD", "POST"],
+                    strict_slashes=False,
+                )
 
-    def view(source_hint: str | None, token: str | None = None) -> Response:
+    def view(settings: _Settings, source_hint: str | None, token: str | None = None) -> Response:
         # Every attribute read through Flask's context proxies costs a lookup; this view is the
-        # hot path of the whole package, so it resolves each proxy once.
+        # hot path of the whole package, so it resolves the request proxy once.
         req: Request = request._get_current_object()  # type: ignore[attr-defined]
-        settings: _Settings = current_app.extensions[_EXTENSION][name]
         auth = settings.auth
         if token is not None and not auth.url_tokens:
             # No tokens configured: a token segment is just a path that does not exist.
@@ -151,28 +169,6 @@ def create_blueprint(
         summary = _summary(outcome, deduplicating=receiver.dedupe is not None)
         return Response(summary, status=status, content_type="application/json")
 
-    methods = ["GET", "HEAD", "POST"]
-    for rule, endpoint, hint in (
-        ("/", "webhook", None),
-        ("/presence", "presence", "presence"),
-        ("/message", "message", "message"),
-    ):
-        # strict_slashes=False: with and without the trailing slash, and never a redirect,
-        # which would make the sender drop the body.
-        blueprint.add_url_rule(
-            rule,
-            endpoint,
-            lambda hint=hint: view(hint),
-            methods=methods,
-            strict_slashes=False,
-        )
-        blueprint.add_url_rule(
-            "/<token>" + rule,
-            f"{endpoint}_token",
-            lambda token, hint=hint: view(hint, token),
-            methods=methods,
-            strict_slashes=False,
-        )
     return blueprint
 
 
@@ -181,6 +177,14 @@ def create_blueprint(
 _new_view: t.Final = record_builder(
     RequestView,
     ("method", "path", "remote_addr", "query", "headers", "basic_auth", "url_token", "body"),
+)
+
+
+#: The blueprint's rules: (rule, endpoint, the source an envelope without one is taken to be).
+_ROUTES: t.Final = (
+    ("/", "webhook", None),
+    ("/presence", "presence", "presence"),
+    ("/message", "message", "message"),
 )
 
 

@@ -101,7 +101,6 @@ class ItemLoader:
     def load(
         self,
         items: t.Iterable[object],
-        *,
         client_key: str,
         envelope: int,
         events: list[Event],

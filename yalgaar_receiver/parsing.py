@@ -24,7 +24,7 @@ from . import wire
 from .events import Batch, Event, Rejection
 from .exceptions import InvalidEnvelopeError
 from .fastpath import record_builder
-from .schemas import load_envelope, load_items
+from .schemas import load_envelope, load_items_into
 
 __all__ = ["Envelope", "load_envelopes", "parse_envelope", "read_envelopes"]
 
@@ -126,16 +126,8 @@ def load_envelopes(envelopes: t.Sequence[Envelope]) -> Batch:
     """Validate every item of every envelope: events in body order, and the rejected items."""
     events: list[Event] = []
     rejected: list[Rejection] = []
-    for position, envelope in enumerate(envelopes):
-        good, bad = load_items(
-            envelope.kind,
-            envelope.items,
-            client_key=envelope.client_key or "",
-            source=envelope.source,
-            envelope=position,
-        )
-        events.extend(good)
-        rejected.extend(bad)
+    for position, (kind, source, client_key, items) in enumerate(envelopes):
+        load_items_into(events, rejected, kind, items, client_key or "", source, position)
     return _new_batch(tuple(events), tuple(rejected), tuple(map(_client_key, envelopes)))
 
 

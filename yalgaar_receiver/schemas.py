@@ -242,12 +242,26 @@ def load_items(
     """
     events: list[Event] = []
     rejected: list[Rejection] = []
+    load_items_into(events, rejected, kind, items, client_key, source, envelope, fast)
+    return events, rejected
+
+
+def load_items_into(
+    events: list[Event],
+    rejected: list[Rejection],
+    kind: str | None,
+    items: t.Sequence[object],
+    client_key: str,
+    source: str = "",
+    envelope: int = 0,
+    fast: bool = True,
+) -> None:
+    """:func:`load_items`, appending to the caller's lists: the parser keeps one pair for all the
+    envelopes of a body, and calls this positionally, once per request."""
     loader = _FAST.get(kind) if fast else None
     if loader is not None:
-        loader.load(
-            items, client_key=client_key, envelope=envelope, events=events, rejected=rejected
-        )
-        return events, rejected
+        loader.load(items, client_key, envelope, events, rejected)
+        return
     presence = _FAST["presence"] if fast else None
     message = _FAST["message"] if fast else None
     token = _client_key.set(client_key)
@@ -256,14 +270,7 @@ def load_items(
             item_kind = kind or _infer_kind(item)
             loader = presence if item_kind == "presence" else message
             if item_kind in ("presence", "message") and loader is not None:
-                loader.load(
-                    (item,),
-                    client_key=client_key,
-                    envelope=envelope,
-                    events=events,
-                    rejected=rejected,
-                    first_index=index,
-                )
+                loader.load((item,), client_key, envelope, events, rejected, index)
                 continue
             try:
                 if item_kind == "presence":
@@ -283,7 +290,6 @@ def load_items(
                 )
     finally:
         _client_key.reset(token)
-    return events, rejected
 
 
 # -- the fast path ---------------------------------------------------------------------------
