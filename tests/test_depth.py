@@ -1,8 +1,9 @@
 """The depth check and its shortcuts refuse exactly the bodies nested deeper than the limit.
 
-The check counts the brackets of the JSON text to stop early (a body with few brackets is not
-walked at all; a walk stops once it has met as many containers as there were brackets), so
-brackets inside strings, and bodies of every shape, are compared here with a plain recursive
+Short text is walked by a recursion that stops at the limit; longer text by levels, counting the
+brackets of the JSON text to stop early (a walk stops once it has met as many containers as there
+were brackets). Bodies of every shape, brackets inside strings included, go through both walks
+(``loads`` below moves the boundary between them) and are compared with a plain recursive
 definition of depth.
 """
 
@@ -35,9 +36,19 @@ documents = st.recursive(
 )
 
 
-def refused(text: str, limit: int) -> bool:
+WALKS = ("recursion", "levels")
+
+
+def loads(text: str, limit: int, walk: str) -> object:
+    """``parsing._loads`` with the walk chosen: every text is short or long enough for it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parsing, "_SMALL_TEXT", len(text) if walk == "recursion" else len(text) - 1)
+        return parsing._loads(text, limit, "The body")
+
+
+def refused(text: str, limit: int, walk: str = "recursion") -> bool:
     try:
-        parsing._loads(text, limit, "The body")
+        loads(text, limit, walk)
     except InvalidEnvelopeError as error:
         assert "nested deeper than" in str(error)
         return True
@@ -47,7 +58,8 @@ def refused(text: str, limit: int) -> bool:
 @settings(max_examples=400, deadline=None)
 @given(document=documents, limit=st.integers(min_value=1, max_value=8))
 def test_text_is_refused_exactly_when_too_deep(document: object, limit: int) -> None:
-    assert refused(json.dumps(document), limit) == (depth(document) > limit)
+    for walk in WALKS:
+        assert refused(json.dumps(document), limit, walk) == (depth(document) > limit), walk
 
 
 @settings(max_examples=200, deadline=None)
@@ -72,16 +84,30 @@ def _presence_body(items: int, nested: int) -> str:
     return json.dumps({"items": {"source": "Presence", "clientKey": "k", "data": data}})
 
 
+@pytest.mark.parametrize("walk", WALKS)
 @pytest.mark.parametrize("items", [1, 200])
-def test_a_deep_value_in_the_last_item_is_found(items: int) -> None:
+def test_a_deep_value_in_the_last_item_is_found(items: int, walk: str) -> None:
     # Four levels of envelope, then the item, then the nested lists.
-    assert not refused(_presence_body(items, 60), 64)
-    assert refused(_presence_body(items, 61), 64)
+    assert not refused(_presence_body(items, 60), 64, walk)
+    assert refused(_presence_body(items, 61), 64, walk)
 
 
-def test_brackets_inside_strings_do_not_hide_a_deep_value() -> None:
+@pytest.mark.parametrize("walk", WALKS)
+def test_brackets_inside_strings_do_not_hide_a_deep_value(walk: str) -> None:
     body = _presence_body(3, 61).replace('"c"', '"]]]]}}}}"')
-    assert refused(body, 64)
+    assert refused(body, 64, walk)
+
+
+def test_a_one_item_webhook_is_walked_by_recursion_and_a_batch_by_levels() -> None:
+    assert len(_presence_body(1, 0)) <= parsing._SMALL_TEXT < len(_presence_body(200, 0))
+
+
+def test_the_longest_short_text_nests_too_little_to_reach_the_recursion_limit() -> None:
+    # The deepest text the recursion may see, with a limit that does not stop it early.
+    half = parsing._SMALL_TEXT // 2
+    text = "[" * half + "]" * half
+    assert not refused(text, half)
+    assert refused(text, half - 1)
 
 
 # -- duplicate keys: decoded in C and settled by counting colons, else by the exact hook --------
@@ -128,13 +154,14 @@ def has_duplicate_keys(text: str) -> bool:
 @given(document=pair_documents, spaced=st.booleans())
 def test_a_key_twice_is_refused_exactly_when_it_is_there(document: object, spaced: bool) -> None:
     text = encode(document, spaced)
-    try:
-        parsing._loads(text, 64, "The body")
-        refused = False
-    except InvalidEnvelopeError as error:
-        assert "twice in one object" in str(error)
-        refused = True
-    assert refused == has_duplicate_keys(text)
+    for walk in WALKS:
+        try:
+            loads(text, 64, walk)
+            refused = False
+        except InvalidEnvelopeError as error:
+            assert "twice in one object" in str(error)
+            refused = True
+        assert refused == has_duplicate_keys(text), walk
 
 
 @pytest.mark.parametrize(
@@ -147,6 +174,7 @@ def test_a_key_twice_is_refused_exactly_when_it_is_there(document: object, space
         '{"a": "\\"", "a": 2}',
     ],
 )
-def test_duplicate_keys_hidden_behind_colons_or_quotes_are_found(text: str) -> None:
+@pytest.mark.parametrize("walk", WALKS)
+def test_duplicate_keys_hidden_behind_colons_or_quotes_are_found(text: str, walk: str) -> None:
     with pytest.raises(InvalidEnvelopeError, match="twice in one object"):
-        parsing._loads(text, 64, "The body")
+        loads(text, 64, walk)

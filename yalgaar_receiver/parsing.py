@@ -34,6 +34,9 @@ _BOM: t.Final = b"\xef\xbb\xbf"
 _SOURCE_HINTS: t.Final = frozenset({"presence", "message"})
 # Exact types, as json.loads makes them; a subclass in decoded input is taken as a leaf.
 _CONTAINERS: t.Final[frozenset[type]] = frozenset({dict, list})
+# Text up to this length is checked for depth by recursion rather than by levels (see _loads).
+# It cannot nest deeper than half its length, so the recursion stays well inside Python's limit.
+_SMALL_TEXT: t.Final = 1024
 
 
 class Envelope(t.NamedTuple):
@@ -152,16 +155,12 @@ def _decode(body: object, max_depth: int) -> object:
 
 
 def _loads(text: str, max_depth: int, what: str) -> object:
-    # Every array and object opens with a bracket, so text with no more brackets than the limit
-    # (strings included) cannot be too deep: a small body (a one-item webhook) is not walked.
-    brackets = text.count("{") + text.count("[")
-    small = brackets <= max_depth
     # A key twice in one object is refused (json keeps the last value silently). The exact check
     # is a Python hook per object, which costs about as much as decoding a presence item; so a
-    # large body is decoded in C, and the members its depth walk finds are compared with the
-    # colons of the text: every member has one, so as many members as colons means no key came
-    # twice. Colons inside strings (the JSON text of a message, a URL) defeat the count and get
-    # the hook, at once when a backslash announces escapes (JSON text inside strings, for one).
+    # body is decoded in C, and the members its depth walk finds are compared with the colons of
+    # the text: every member has one, so as many members as colons means no key came twice.
+    # Colons inside strings (the JSON text of a message, a URL) defeat the count and get the
+    # hook, at once when a backslash announces escapes (JSON text inside strings, for one).
     exact = "\\" in text
     try:
         value = (_EXACT if exact else _PLAIN).decode(text)
@@ -172,9 +171,18 @@ def _loads(text: str, max_depth: int, what: str) -> object:
     except ValueError as error:
         # Covers JSONDecodeError and integers beyond Python's digit limit.
         raise InvalidEnvelopeError(f"{what} is not valid JSON: {error}.") from None
-    # A small body is counted by a plain recursion: its few containers cost less that way than
-    # a walk by levels, and there are no more of them than the limit, so it stays shallow.
-    members = _members(value) if small else _check_depth(value, max_depth, brackets)
+    if len(text) <= _SMALL_TEXT:
+        # A small body (a one-item webhook) is walked by a plain recursion that stops at the
+        # limit: its few containers cost less that way than counting brackets for the walk by
+        # levels, and counting them costs as much as the walk (str.count reads every character).
+        try:
+            members = _members(value, max_depth)
+        except _TooDeepError:
+            raise _too_deep(max_depth) from None
+    else:
+        # Every array and object opens with a bracket, so the count of brackets (strings
+        # included) bounds the containers, and the walk by levels stops once it has seen them.
+        members = _check_depth(value, max_depth, text.count("{") + text.count("["))
     if not exact and members != text.count(":"):
         try:
             _EXACT.decode(text)
@@ -183,8 +191,12 @@ def _loads(text: str, max_depth: int, what: str) -> object:
     return value
 
 
-def _members(node: object) -> int:
-    """How many members the objects in ``node`` have, all levels down."""
+def _members(node: object, levels: int) -> int:
+    """How many members the objects in ``node`` have, all levels down.
+
+    :param levels: how many levels of arrays and objects ``node`` may still hold;
+        :class:`_TooDeepError` when it holds more.
+    """
     # Recursing into containers only: a call per scalar would double the cost of a small body.
     if type(node) is dict:
         count = len(node)
@@ -194,10 +206,16 @@ def _members(node: object) -> int:
         values = node
     else:
         return 0
+    if levels < 1:
+        raise _TooDeepError
     for value in values:
         if type(value) in _CONTAINERS:
-            count += _members(value)
+            count += _members(value, levels - 1)
     return count
+
+
+class _TooDeepError(Exception):
+    """Raised by :func:`_members`, which does not know the limit to put in the message."""
 
 
 def _duplicate(what: str, key: str) -> InvalidEnvelopeError:
