@@ -26,6 +26,8 @@ from yalgaar_receiver import (  # noqa: E402
     parse_envelope,
 )
 
+from .servers import require_program  # noqa: E402
+
 JSON = "application/json"
 
 
@@ -92,3 +94,32 @@ def test_the_memory_probe_reports_growth(tmp_path: Path) -> None:
     probe = json.loads(result.stdout)
     assert probe["items"] == 2000
     assert probe["peak_during_kib"] >= probe["rss_before_kib"]
+
+
+def test_a_short_http_run_reports_every_side_with_its_cpu_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Real gunicorns on 127.0.0.1 driven by wrk, one short round each: the code path of
+    # measurement 1 runs, and every row carries requests and the workers' CPU time.
+    require_program("wrk")
+    monkeypatch.setattr(bench, "WORKERS", (1,))
+    monkeypatch.setattr(bench, "HTTP_ITEMS", (1,))
+    monkeypatch.setattr(bench, "ROUNDS", {1: 1})
+    report = bench.Report()
+    bench.http(report, seconds=1)  # wrk counts whole seconds
+    rows = [line.split(" | ") for line in report.lines if line.startswith("| 1 | ")]
+    measured = [row for row in rows if row[2] == "1"]
+    assert {(row[1], row[3]) for row in measured} == {
+        (f"{kind}, 1", side) for kind in envelopes.KINDS for side in ("floor", *bench.RECEIVERS)
+    }
+    for row in measured:
+        assert float(row[4]) > 0  # req/s
+        assert row[7] == "0"  # no errors
+        assert float(row[8]) > 0  # CPU µs per request, read from /proc
+    assert [name for name, *_ in report.targets] == [
+        f"1-item {kind} envelope, req/s receiver / floor, 1 worker" for kind in envelopes.KINDS
+    ]
+    assert [name for name, *_ in report.contexts] == [
+        f"1-item {kind} envelope, req/s receiver+token / floor, 1 worker"
+        for kind in envelopes.KINDS
+    ]

@@ -142,9 +142,9 @@ def create_blueprint(
         if settings.layers:
             seen = _request_view(req, auth, settings.layers, token)
             # The layers that need no body run before a byte of it is read.
-            refusal = _refuse(receiver, auth.check(seen, hook=False))
-            if refusal is not None:
-                return refusal
+            failed = auth.check(seen, hook=False)
+            if failed is not None:
+                return _refuse(receiver, failed)
         body = b""
         post = req.method == "POST"
         if post:
@@ -156,9 +156,9 @@ def create_blueprint(
         if seen is not None and auth.authenticate is not None and within_limit:
             # The hook sees the body, which is what a signature would cover; an oversized
             # body is refused by the receiver (413) without calling it.
-            refusal = _refuse(receiver, auth.check_hook(dataclasses.replace(seen, body=body)))
-            if refusal is not None:
-                return refusal
+            failed = auth.check_hook(dataclasses.replace(seen, body=body))
+            if failed is not None:
+                return _refuse(receiver, failed)
         if not post:
             return jsonify(status="ok", receiver="yalgaar-receiver", blueprint=name)
         try:
@@ -233,10 +233,8 @@ def _request_view(
     return _new_view(req.method, req.path, remote, query, headers, basic, token, None)
 
 
-def _refuse(receiver: Receiver, failed: str | None) -> Response | None:
-    """The 403 for a failed layer (the same whichever failed), or ``None`` when none failed."""
-    if failed is None:
-        return None
+def _refuse(receiver: Receiver, failed: str) -> Response:
+    """The 403 for a failed layer, the same whichever failed."""
     error = AuthenticationError(
         f"The request from {request.remote_addr!r} failed the {failed} check.", layer=failed
     )

@@ -14,6 +14,7 @@ import functools
 import hmac
 import inspect
 import logging
+import operator
 import threading
 import typing as t
 
@@ -55,6 +56,8 @@ logger = logging.getLogger("yalgaar_receiver")
 #: ``Outcome(accepted=..., rejected=..., failed=..., duplicates=...)``, built by its slots as the
 #: events are (see :func:`~yalgaar_receiver.fastpath.record_builder`): every request builds one.
 _new_outcome: t.Final = record_builder(Outcome, ("accepted", "rejected", "failed", "duplicates"))
+
+_items_of: t.Final = operator.attrgetter("items")
 
 #: The refusals of a whole request; each is sent on ``envelope_rejected``.
 REFUSALS: t.Final = (InvalidEnvelopeError, AuthenticationError, PayloadTooLargeError)
@@ -190,18 +193,18 @@ class Receiver:
         if batch.rejected and signals.event_rejected.receivers:
             for rejection in batch.rejected:
                 self._notify(signals.event_rejected, rejection=rejection)
-        # Duplicates found while the dispatcher runs (all of them, inline) go into the outcome;
-        # a background dispatcher finds them later, and only the signal sees those.
-        duplicates: list[Event] = []
         if self.dedupe is None:
             # What emit() comes down to without a store, a call shorter per event.
             failures = self.dispatcher.dispatch(batch.events, self._run)
-        else:
+            return _new_outcome(batch.events, batch.rejected, tuple(failures), ())
+        # Duplicates found while the dispatcher runs (all of them, inline) go into the outcome;
+        # a background dispatcher finds them later, and only the signal sees those.
+        duplicates: list[Event] = []
 
-            def emit(event: Event) -> tuple[HandlerFailure, ...]:
-                return self._emit(event, duplicates)
+        def emit(event: Event) -> tuple[HandlerFailure, ...]:
+            return self._emit(event, duplicates)
 
-            failures = self.dispatcher.dispatch(batch.events, emit)
+        failures = self.dispatcher.dispatch(batch.events, emit)
         return _new_outcome(batch.events, batch.rejected, tuple(failures), tuple(duplicates))
 
     def _read(self, body: object, source_hint: str | None, keys: tuple[str, ...]) -> Batch:
@@ -213,7 +216,7 @@ class Receiver:
                 actual=size,
             )
         envelopes = read_envelopes(body, source_hint=source_hint, max_depth=self.max_depth)
-        count = sum(len(e.items) for e in envelopes)
+        count = sum(map(len, map(_items_of, envelopes)))
         if count > self.max_items:
             raise PayloadTooLargeError(
                 f"The request has {count} items, more than max_items={self.max_items}.",
