@@ -11,6 +11,8 @@ Four measurements (see ``docs/performance.md`` for what they mean and why):
 3. Growth (per-item cost at 1000 items over 200 items) and the peak RSS growth while handling a
    body at ``max_body_bytes``, in a fresh process.
 4. Ack latency with the background dispatcher, when the package has one.
+5. The fixed cost of one request in process, in microseconds and in instructions counted by
+   valgrind, for the apps of measurement 1 (``fixed_cost.py``).
 
 Absolute figures are context only: the machine is shared. Every target is a ratio of two figures
 taken in this one run. The figures go to stdout and, with ``--out``, to a Markdown file.
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import envelopes
+import fixed_cost as fixed_cost_module
 from flask import Flask
 
 from yalgaar_receiver import Event, Receiver, create_blueprint, parse_envelope, parsing, schemas
@@ -576,6 +579,26 @@ def ack_latency(report: Report, requests: int) -> None:
                   p99 < ACK_SLEEP and statuses == {200: requests})  # fmt: skip
 
 
+# -- 5: the fixed cost of a request, in process -----------------------------------------------
+
+
+def fixed_cost(report: Report, with_instructions: bool, rounds: int) -> None:
+    report.say("## 5. The fixed cost of a request, in process")
+    report.say()
+    report.say(
+        "Context for measurement 1, which it does not replace: the same three apps called "
+        "directly as WSGI apps, with the environ gunicorn builds, for a one-item body "
+        f"(`benchmarks/fixed_cost.py`). Time is the best of {rounds} interleaved rounds of 2000 "
+        "requests. Instructions are what `valgrind --tool=cachegrind` counts per request (1000 "
+        "requests, less a run without them); the count is the same on every run of the same "
+        "code, so it tells a change from the machine's noise, but it leaves out the CPU caches, "
+        "which the HTTP figures include."
+    )
+    report.say()
+    rows = fixed_cost_module.table(envelopes.KINDS, with_instructions, rounds)
+    report.table(fixed_cost_module.HEADER, rows)
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -585,6 +608,9 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=40, help="in-process samples per figure")
     parser.add_argument("--out", type=Path, help="also write the report to this Markdown file")
     parser.add_argument("--no-http", action="store_true", help="skip measurement 1 (wrk)")
+    parser.add_argument(
+        "--no-instructions", action="store_true", help="skip valgrind's counts in measurement 5"
+    )
     parser.add_argument(
         "--ack-requests", type=int, default=100, help="requests timed in measurement 4"
     )
@@ -605,6 +631,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     in_process(report, args.samples)
     memory(report)
     ack_latency(report, args.ack_requests)
+    fixed_cost(report, not args.no_instructions, rounds=min(9, args.samples))
     load_end = _load()
     finished = datetime.datetime.now(datetime.timezone.utc)
 

@@ -17,6 +17,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import apps  # noqa: E402
 import bench  # noqa: E402
 import envelopes  # noqa: E402
+import fixed_cost  # noqa: E402
 
 from yalgaar_receiver import (  # noqa: E402
     BindEvent,
@@ -67,14 +68,16 @@ def test_body_of_size_fills_the_limit_without_passing_it() -> None:
 
 def test_a_short_in_process_run_writes_the_report(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
-    args = ["--no-http", "--samples", "1", "--ack-requests", "3", "--out", str(out)]
+    args = ["--no-http", "--no-instructions", "--samples", "1", "--ack-requests", "3"]
+    args += ["--out", str(out)]
     assert bench.main(args) == 0
     text = out.read_text()
     assert "## Targets" in text
     assert "Load average at start" in text
     for figure in ("parse + validate + events", "receiver.handle", "per-item cost 1000 / 200",
-                   "peak RSS growth", "ack latency"):  # fmt: skip
+                   "peak RSS growth", "ack latency", "## 5. The fixed cost"):  # fmt: skip
         assert figure in text
+    assert "not counted (no valgrind)" in text  # --no-instructions
     # Every target line says met, NOT met or not measured.
     lines = [line for line in text.splitlines() if line.startswith("| ") and "at most" in line]
     assert lines and all(line.rstrip(" |").endswith(("met", "not measured")) for line in lines)
@@ -123,3 +126,15 @@ def test_a_short_http_run_reports_every_side_with_its_cpu_time(
         f"1-item {kind} envelope, req/s receiver+token / floor, 1 worker"
         for kind in envelopes.KINDS
     ]
+
+
+def test_valgrind_counts_the_instructions_of_every_app() -> None:
+    # The same count on every run of the same code: what tells a change from the machine's noise.
+    require_program("valgrind")
+    counts = fixed_cost.instructions("presence", count=20)
+    assert counts is not None
+    assert set(counts) == set(fixed_cost.SIDES)
+    # Sanity of the method, not a speed figure: each app runs tens of thousands of instructions
+    # per request, and the receiver does at least the floor's work (it decodes the same JSON).
+    assert all(count > 10_000 for count in counts.values())
+    assert counts["receiver"] > counts["floor"]
