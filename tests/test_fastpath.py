@@ -31,6 +31,7 @@ from yalgaar_receiver import (
     Rejection,
     UnbindEvent,
     UnknownEvent,
+    fastpath,
     parse_envelope,
     parsing,
     schemas,
@@ -217,6 +218,35 @@ def test_repeated_timestamps_and_actions_are_read_once_and_stay_right() -> None:
     assert [type(e) for e in events] == [BindEvent, BindEvent, PresenceEvent]
     assert events[0].timestamp == events[1].timestamp == events[2].timestamp
     assert [r.index for r in rejected] == [2, 3]
+
+
+def test_text_read_in_one_batch_serves_the_next_and_stays_right() -> None:
+    # What is remembered outlives the batch: the next one gets the same values, and what was
+    # refused once is refused again (with its message), never remembered as good.
+    batch: list[object] = [
+        {"channel": "a", "timestamp": "1521609601", "action": "unbind"},
+        {"channel": "b", "timestamp": "-5", "action": "bind"},
+    ]
+    first = schemas.load_items("presence", batch, client_key="k")
+    second = schemas.load_items("presence", batch, client_key="k")
+    same_load(second, first)
+    same_load(second, schemas.load_items("presence", batch, client_key="k", fast=False))
+    assert [type(e) for e in second[0]] == [UnbindEvent]
+    assert [r.index for r in second[1]] == [1]
+
+
+def test_remembered_text_stays_bounded_whatever_the_input() -> None:
+    loader = schemas.fast_loader(schemas.PresenceItemSchema())
+    assert loader is not None
+    for start in range(0, 5000, 100):
+        items: list[object] = [
+            {"channel": "c", "timestamp": str(1521609600 + n), "action": f"act-{n}"}
+            for n in range(start, start + 100)
+        ]
+        loader.load(items, "k", 0, [], [])
+        # Emptied between batches once past the bound: at most the bound and one batch.
+        assert len(loader._stamps) <= fastpath._CACHE_SIZE + 100
+        assert len(loader._actions) <= fastpath._CACHE_SIZE + 100
 
 
 def test_unknown_fields_are_kept_whichever_known_ones_are_missing() -> None:
