@@ -590,9 +590,9 @@ def fixed_cost(report: Report, with_instructions: bool, rounds: int) -> None:
         "directly as WSGI apps, with the environ gunicorn builds, for a one-item body "
         f"(`benchmarks/fixed_cost.py`). Time is the best of {rounds} interleaved rounds of 2000 "
         "requests. Instructions are what `valgrind --tool=cachegrind` counts per request (1000 "
-        "requests, less a run without them); the count is the same on every run of the same "
-        "code, so it tells a change from the machine's noise, but it leaves out the CPU caches, "
-        "which the HTTP figures include."
+        "requests, less a run without them); the count repeats when the same code runs the same "
+        "way (about 1% apart between set-ups), so it tells a change from the machine's noise, "
+        "but it leaves out the CPU caches, which the HTTP figures include."
     )
     report.say()
     rows = fixed_cost_module.table(envelopes.KINDS, with_instructions, rounds)

@@ -7,9 +7,11 @@ apps as measurement 1 (``apps.py``) without gunicorn, the kernel or the network,
 * **time**: microseconds per request, each app called with a fresh WSGI environ as gunicorn
   builds one, in interleaved rounds (the best round of each app);
 * **instructions**: what ``valgrind --tool=cachegrind`` counts per request, from two runs of
-  the same app, with and without the requests, so that start-up cancels out. The count is the
-  same on every run of the same code, whatever else the machine does: it tells a real change
-  from noise. It leaves out what the CPU's caches do, which the HTTP figures include.
+  the same app, with and without the requests, so that start-up cancels out. The count repeats
+  to the instruction when the same code runs the same way, whatever else the machine does, and
+  moves by about 1% between set-ups (object addresses decide some dict lookups): it tells a
+  real change from noise. It leaves out what the CPU's caches do, which the HTTP figures
+  include.
 
 ``python fixed_cost.py [--instructions]`` prints the table; ``bench.py`` adds it to the report.
 With ``--serve SIDE KIND COUNT`` it only makes the requests (what valgrind runs).

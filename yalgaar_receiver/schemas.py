@@ -257,7 +257,7 @@ def load_items_into(
     fast: bool = True,
 ) -> None:
     """:func:`load_items`, appending to the caller's lists: the parser keeps one pair for all the
-    envelopes of a body, and calls this positionally, once per request."""
+    envelopes of a body, and calls this positionally, once per envelope."""
     loader = _FAST.get(kind) if fast else None
     if loader is not None:
         loader.load(items, client_key, envelope, events, rejected)
