@@ -168,6 +168,8 @@ class RequestAuth:
             )
         self.authenticate = authenticate
         self.allow_client_key_only = _flag(allow_client_key_only, "allow_client_key_only")
+        # The layers that need no body, in the order they are checked; each one's check assumes
+        # it is configured.
         self._checks: tuple[tuple[str, t.Callable[[RequestView], bool]], ...] = tuple(
             (name, passes)
             for name, passes, configured in (
@@ -212,16 +214,8 @@ class RequestAuth:
     @property
     def layers(self) -> tuple[str, ...]:
         """The names of the configured layers, in the order they are checked."""
-        names = []
-        if self.allowed_networks:
-            names.append("network")
-        if self.url_tokens:
-            names.append("url_token")
-        if self._basic:
-            names.append("basic_auth")
-        if self.authenticate is not None:
-            names.append("authenticate")
-        return tuple(names)
+        hook = ("authenticate",) if self.authenticate is not None else ()
+        return (*(name for name, _ in self._checks), *hook)
 
     def check(self, view: RequestView, *, hook: bool = True) -> str | None:
         """Check ``view`` against every configured layer; the first one that failed, or ``None``.
@@ -234,7 +228,6 @@ class RequestAuth:
             before it reads the body, then calls :meth:`check_hook` with the body in the view.
         """
         failed = None
-        # Only the configured layers: one that is not configured passes.
         for name, passes in self._checks:
             if not passes(view) and failed is None:
                 failed = name
@@ -249,16 +242,12 @@ class RequestAuth:
         return None
 
     def _network_ok(self, view: RequestView) -> bool:
-        if not self.allowed_networks:
-            return True
         address = _address(view.remote_addr)
         if address is None:
             return False
         return any(address in network for network in self.allowed_networks)
 
     def _token_ok(self, view: RequestView) -> bool:
-        if not self._tokens:
-            return True
         presented = view.query.get(TOKEN_PARAMETER, ())
         if view.url_token is not None:
             presented = (*presented, view.url_token)
@@ -272,8 +261,6 @@ class RequestAuth:
         return accepted
 
     def _basic_ok(self, view: RequestView) -> bool:
-        if not self._basic:
-            return True
         if view.basic_auth is None:
             return False
         username, password = view.basic_auth
