@@ -1,29 +1,26 @@
 """Profile ``receiver.handle`` on one body with cProfile: where the time of a batch goes.
 
-``python profile_handle.py [presence|message] [ITEMS] [--marshmallow]``; ``--marshmallow`` loads
-envelopes and items through the schemas only (the fast path off), as before it existed. Used for
-``docs/performance.md``; not part of ``make bench``.
+``python profile_handle.py [presence|message] [ITEMS] [--marshmallow]``; ``--marshmallow`` builds
+the receiver with ``loader="marshmallow"`` (every envelope and item loaded by ``Schema.load``).
+Used for ``docs/performance.md``; not part of ``make bench``.
 """
 
 from __future__ import annotations
 
 import cProfile
-import functools
 import pstats
 import sys
 
 import envelopes
 
-from yalgaar_receiver import Event, Receiver, parsing, schemas
+from yalgaar_receiver import Event, Receiver
 
 
 def main(argv: list[str]) -> None:
     kind = argv[0] if argv else "presence"
     items = int(argv[1]) if len(argv) > 1 else 200
-    if "--marshmallow" in argv:
-        parsing.load_envelope = functools.partial(schemas.load_envelope, fast=False)  # type: ignore[attr-defined]
-        parsing.load_items = functools.partial(schemas.load_items, fast=False)  # type: ignore[attr-defined]
-    receiver = Receiver(client_keys=[envelopes.CLIENT_KEY])
+    loader = "marshmallow" if "--marshmallow" in argv else "derived"
+    receiver = Receiver(client_keys=[envelopes.CLIENT_KEY], loader=loader)
 
     @receiver.on_event
     def handler(event: Event) -> None:

@@ -35,8 +35,8 @@ from celery import Celery
 from flask import Flask
 
 from yalgaar_receiver import BindEvent, MessageEvent, Receiver, UnbindEvent, create_blueprint
-from yalgaar_receiver.celery import CeleryDispatcher
-from yalgaar_receiver.dead_letters import JsonLinesDeadLetterSink, replay
+from yalgaar_receiver.delivery import JsonLinesDeadLetterSink, replay
+from yalgaar_receiver.delivery.celery import CeleryDispatcher
 
 BROKER_URL = os.environ.get("YALGAAR_BROKER_URL", "redis://127.0.0.1:6379/0")
 

@@ -35,7 +35,7 @@ import os
 from flask import Flask
 
 from yalgaar_receiver import MessageEvent, PresenceEvent, Receiver, create_blueprint
-from yalgaar_receiver.dedupe import RedisDedupeStore
+from yalgaar_receiver.delivery.dedupe import RedisDedupeStore
 
 log = logging.getLogger("production_app")
 

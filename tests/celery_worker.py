@@ -18,8 +18,8 @@ from celery import Celery
 from flask import Flask
 
 from yalgaar_receiver import Event, MessageEvent, Receiver, create_blueprint
-from yalgaar_receiver.celery import CeleryDispatcher
-from yalgaar_receiver.dead_letters import RedisDeadLetterSink
+from yalgaar_receiver.delivery import RedisDeadLetterSink
+from yalgaar_receiver.delivery.celery import CeleryDispatcher
 
 from .payloads import KEY
 

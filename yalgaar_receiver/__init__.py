@@ -1,28 +1,32 @@
 """Receive Yalgaar webhooks in Flask: typed events, decorators, blinker signals.
 
-Layering, enforced by ``tests/test_layering.py``:
+The package is built in rooms that follow the data, bytes -> envelopes -> events -> handlers ->
+outcome -> HTTP answer, and no module imports one that comes later (``docs/architecture.md`` draws
+the tree; ``tests/core/test_layering.py`` checks every import):
 
-* ``blueprint`` is the only module that imports Flask or Werkzeug; everything that reads,
-  validates and dispatches (``receiver``, ``parsing``, ``schemas``, ``wire``, ``routing``,
-  ``dispatch``, ``events``, ``signals``, ``exceptions``) works without a web framework, and so
-  do the request-level authentication checks in ``auth``, which the blueprint feeds. The
-  command line (``cli``), an application built on the package, imports Flask and Werkzeug too,
-  and it alone imports click.
-* ``schemas`` is the only module that imports marshmallow.
-* Data flows one way: bytes -> envelopes -> events -> handlers -> outcome -> HTTP answer; no module
-  imports one that comes after it in that line.
+* the core: ``exceptions``, ``events``, ``signals``, ``settings``, ``wire``, ``schemas``,
+  ``parsing``, ``routing``, and ``receiver``, which assembles the outcome; none of it imports Flask;
+* ``delivery``: when and where handlers run (inline, threads, Celery), de-duplication, dead
+  letters, replay; the receiver takes these through small interfaces;
+* ``presence``: who is in which channel, kept from the receiver's signals;
+* ``testing``: builders of what Yalgaar sends, and a capture of what a receiver does;
+* ``flask``: the blueprint (the one place that chooses status codes), request-level
+  authentication and the test client;
+* ``cli``: the ``yalgaar-receiver`` command.
 
-Later rooms (background dispatchers, stores, the presence tracker, the test kit, the command
-line) plug into :class:`Receiver` through small interfaces and follow the same rules.
+This module is the public API. ``create_blueprint`` is reached lazily, so ``import
+yalgaar_receiver`` works where Flask cannot be imported.
 """
 
 from __future__ import annotations
 
+import typing as t
+
 from . import signals as signals
-from .blueprint import create_blueprint as create_blueprint
-from .dispatch import Dispatcher as Dispatcher
-from .dispatch import InlineDispatcher as InlineDispatcher
-from .dispatch import ThreadPoolDispatcher as ThreadPoolDispatcher
+from ._version import __version__ as __version__
+from .delivery.dispatch import Dispatcher as Dispatcher
+from .delivery.dispatch import InlineDispatcher as InlineDispatcher
+from .delivery.threads import ThreadPoolDispatcher as ThreadPoolDispatcher
 from .events import Batch as Batch
 from .events import BindEvent as BindEvent
 from .events import Event as Event
@@ -43,6 +47,9 @@ from .exceptions import YalgaarError as YalgaarError
 from .exceptions import YalgaarSecurityWarning as YalgaarSecurityWarning
 from .parsing import parse_envelope as parse_envelope
 from .receiver import Receiver as Receiver
+
+if t.TYPE_CHECKING:
+    from .flask.blueprint import create_blueprint as create_blueprint
 
 __all__ = [
     "AuthenticationError",
@@ -72,4 +79,11 @@ __all__ = [
     "signals",
 ]
 
-__version__ = "0.1.0"
+
+def __getattr__(name: str) -> t.Any:
+    # The Flask adapter is imported on first use, not with the package (PEP 562).
+    if name == "create_blueprint":
+        from .flask.blueprint import create_blueprint
+
+        return create_blueprint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """``parse_envelope()``: one webhook body in, typed events out; no I/O, no auth, no dispatch.
 
 Reading happens in two steps so that the receiver can refuse a request cheaply before it pays for
-validating every item: :func:`read_envelopes` decodes the JSON and finds the envelopes (the body
-is refused as a whole here), then :func:`load_envelopes` validates the items (a bad item is only
+validating every item: :meth:`Parser.read` decodes the JSON and finds the envelopes (the body is
+refused as a whole here), then :meth:`Parser.load` validates the items (a bad item is only
 rejected). :func:`parse_envelope` runs both.
 
 Accepted shapes, liberal because the sender's own doc disagrees with itself:
@@ -10,41 +10,34 @@ Accepted shapes, liberal because the sender's own doc disagrees with itself:
 * ``{"items": {...}}`` (the doc), ``{"items": [{...}, ...]}``, ``items`` as JSON text holding
   either, a bare ``{"source", "clientKey", "data"}``, and a top-level list of bare envelopes;
 * any Content-Type; UTF-8 with or without a byte-order mark.
+
+A JSON object that has a key twice is refused (``json`` would keep the last value silently, and a
+second value could hide the first from a check), and so is nesting deeper than ``max_depth``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import operator
 import typing as t
-from itertools import chain
 
 from . import wire
-from .events import Batch, Event, Rejection
-from .exceptions import InvalidEnvelopeError
-from .fastpath import record_builder
-from .schemas import load_envelope, load_items_into
+from ._loader import Loader
+from .events import Batch, Event, Rejection, UnknownEvent
+from .exceptions import ConfigurationError, InvalidEnvelopeError
+from .schemas import EnvelopeSchema, ItemSchema, MessageItemSchema, PresenceItemSchema
 
-__all__ = ["Envelope", "load_envelopes", "parse_envelope", "read_envelopes"]
+__all__ = ["LOADERS", "Envelope", "Parser", "parse_envelope"]
 
-#: ``Batch(events=..., rejected=..., client_keys=...)`` for less than half the cost, built by its
-#: slots (see :func:`~yalgaar_receiver.fastpath.record_builder`): every request builds one.
-_new_batch: t.Final = record_builder(Batch, ("events", "rejected", "client_keys"))
+#: The ways items can be loaded: ``"derived"`` (a loader derived from the schemas' fields,
+#: wherever it gives what ``Schema.load`` gives) or ``"marshmallow"`` (``Schema.load`` alone).
+LOADERS: t.Final = ("derived", "marshmallow")
+
 _BOM: t.Final = b"\xef\xbb\xbf"
-_SOURCE_HINTS: t.Final = frozenset({"presence", "message"})
-# Exact types, as json.loads makes them; a subclass in decoded input is taken as a leaf.
-_CONTAINERS: t.Final[frozenset[type]] = frozenset({dict, list})
-# Text up to this length is checked for depth by recursion rather than by levels (see _loads).
-# It cannot nest deeper than half its length, so the recursion stays well inside Python's limit.
-_SMALL_TEXT: t.Final = 1024
 
 
 class Envelope(t.NamedTuple):
     """One envelope found in a body, before its items are validated.
-
-    A named tuple rather than a frozen dataclass, as immutable and a third of the cost to build:
-    every request builds one.
 
     :param kind: ``"presence"``, ``"message"`` or ``"unknown"``; ``None`` when neither the
         envelope nor the endpoint says, and each item decides.
@@ -59,9 +52,165 @@ class Envelope(t.NamedTuple):
     items: list[t.Any]
 
 
-# Envelope(...) without the Python-level __new__ a named tuple has; and its key, in C.
-_new_envelope: t.Final = functools.partial(tuple.__new__, Envelope)
-_client_key: t.Final = operator.attrgetter("client_key")
+class Parser:
+    """Reads bodies with one set of schemas.
+
+    :param presence_schema: loads the items of Presence envelopes; a
+        :class:`~yalgaar_receiver.schemas.PresenceItemSchema` (or an instance of a subclass of
+        it). The stock one by default.
+    :param message_schema: the same for Message envelopes
+        (:class:`~yalgaar_receiver.schemas.MessageItemSchema`).
+    :param max_depth: refuse JSON nested deeper than this (every array and object counts one
+        level, the outermost is level 1).
+    :param loader: one of :data:`LOADERS`.
+    :raises ConfigurationError: a schema of the wrong kind, or an unknown ``loader``.
+    """
+
+    def __init__(
+        self,
+        *,
+        presence_schema: PresenceItemSchema | None = None,
+        message_schema: MessageItemSchema | None = None,
+        max_depth: int = 64,
+        loader: str = "derived",
+    ) -> None:
+        if loader not in LOADERS:
+            raise ConfigurationError(f"loader must be one of {LOADERS}, not {loader!r}.")
+        derive = loader == "derived"
+        self.max_depth = max_depth
+        self.envelope_schema = EnvelopeSchema()
+        self._envelope = Loader(self.envelope_schema, derive=derive)
+        self._items: dict[str, Loader] = {
+            kind: Loader(schema, schema.load_data, derive=derive)
+            for kind, schema in (
+                ("presence", _schema(presence_schema, PresenceItemSchema, "presence_schema")),
+                ("message", _schema(message_schema, MessageItemSchema, "message_schema")),
+            )
+        }
+
+    @property
+    def derived(self) -> bool:
+        """Whether items and envelopes are loaded by the derived loader (where it applies)."""
+        return self._envelope.derived
+
+    def schema(self, kind: str) -> ItemSchema:
+        """The schema that loads items of ``kind`` (``"presence"`` or ``"message"``)."""
+        return t.cast(ItemSchema, self._items[kind].schema)
+
+    def parse(self, body: bytes | str | object, *, source_hint: str | None = None) -> Batch:
+        """:meth:`read`, then :meth:`load`."""
+        return self.load(self.read(body, source_hint=source_hint))
+
+    def read(self, body: bytes | str | object, *, source_hint: str | None = None) -> list[Envelope]:
+        """Decode a body and find its envelopes; the items are not validated yet.
+
+        :raises InvalidEnvelopeError: not JSON, too deep, or no envelope at all.
+        """
+        if source_hint is not None and source_hint not in wire.SOURCES.values():
+            raise ValueError(
+                f"source_hint must be one of {sorted(wire.SOURCES.values())} or None, "
+                f"not {source_hint!r}."
+            )
+        document = _decode(body, self.max_depth)
+        candidates, in_list = self._candidates(document)
+        envelopes = []
+        for position, candidate in enumerate(candidates):
+            data, messages = self._envelope.load(candidate)
+            if data is None:
+                assert messages is not None
+                if in_list:
+                    messages = {"items": {position: messages}}
+                raise InvalidEnvelopeError(
+                    _first_sentence(messages, "The envelope is not valid"), messages=messages
+                )
+            source = self.envelope_schema.source_of(data)
+            kind = source_hint
+            if isinstance(source, str):
+                # A source that contradicts the endpoint wins: the body says what it is.
+                if name := source.strip().casefold():
+                    kind = wire.SOURCES.get(name, "unknown")
+            else:
+                source = ""
+            client_key = data["client_key"]
+            if not isinstance(client_key, str):
+                client_key = None
+            envelopes.append(Envelope(kind, source, client_key, data["data"] or []))
+        return envelopes
+
+    def load(self, envelopes: t.Sequence[Envelope]) -> Batch:
+        """Validate every item of every envelope: events in body order, and the rejected items."""
+        events: list[Event] = []
+        rejected: list[Rejection] = []
+        # One memory per body: the items of a batch share timestamps, channels and actions.
+        memos = {kind: loader.memo() for kind, loader in self._items.items()}
+        for position, (kind, source, client_key, items) in enumerate(envelopes):
+            key = client_key or ""
+            for index, item in enumerate(items):
+                item_kind = kind or _infer_kind(item)
+                loader = self._items.get(item_kind)
+                if loader is None:
+                    event: Event | None = _unknown_event(item, source, key)
+                    messages = None if event is not None else {"_schema": [_NOT_AN_OBJECT]}
+                else:
+                    data, messages = loader.load(item, memos[item_kind])
+                    event = None
+                    if data is not None:
+                        event = t.cast(ItemSchema, loader.schema).make_event(
+                            data, raw=item, client_key=key
+                        )
+                if event is not None:
+                    events.append(event)
+                else:
+                    assert messages is not None
+                    rejected.append(
+                        Rejection(envelope=position, index=index, errors=messages, raw=item)
+                    )
+        return Batch(
+            events=tuple(events),
+            rejected=tuple(rejected),
+            client_keys=tuple(envelope.client_key for envelope in envelopes),
+        )
+
+    def _candidates(self, document: object) -> tuple[list[object], bool]:
+        """The objects that should be envelopes, and whether they came from a list."""
+        if isinstance(document, list):
+            return document, True
+        if not isinstance(document, dict):
+            raise InvalidEnvelopeError(
+                f"The body is {wire.describe(document)}, not a Yalgaar envelope; "
+                'expected {"items": {"source": ..., "clientKey": ..., "data": [...]}}.'
+            )
+        if "items" in document:
+            items = document["items"]
+            if isinstance(items, str):
+                items = _loads(items, self.max_depth, "The 'items' text")
+            if isinstance(items, dict):
+                return [items], False
+            if isinstance(items, list):
+                return items, True
+            raise InvalidEnvelopeError(
+                f"'items' is {wire.describe(items)}; expected an envelope object or a list of "
+                "them.",
+                messages={"items": [f"Expected an object or a list, got {wire.describe(items)}."]},
+            )
+        if self.envelope_schema.wire_keys & document.keys():
+            return [document], False
+        keys = ", ".join(repr(k) for k in sorted(self.envelope_schema.wire_keys))
+        raise InvalidEnvelopeError(
+            f"The body is a JSON object without 'items' or any of {keys}; "
+            "it is not a Yalgaar envelope."
+        )
+
+
+def _schema(given: object, stock: type[ItemSchema], setting: str) -> ItemSchema:
+    if given is None:
+        return stock()
+    if not isinstance(given, stock):
+        raise ConfigurationError(
+            f"{setting} must be an instance of {stock.__name__} or of a subclass of it, "
+            f"not {given!r}."
+        )
+    return given
 
 
 def parse_envelope(
@@ -69,6 +218,8 @@ def parse_envelope(
     *,
     source_hint: str | None = None,
     max_depth: int = 64,
+    presence_schema: PresenceItemSchema | None = None,
+    message_schema: MessageItemSchema | None = None,
 ) -> Batch:
     """Parse one webhook body into typed events, without authenticating or dispatching.
 
@@ -77,62 +228,26 @@ def parse_envelope(
         that source; used for envelopes whose ``source`` is missing.
     :param max_depth: refuse JSON nested deeper than this (every array and object counts one
         level, the outermost is level 1).
+    :param presence_schema: see :class:`Parser`; the stock schema by default.
+    :param message_schema: see :class:`Parser`.
     :raises InvalidEnvelopeError: the body is not JSON, too deep, or no envelope at all.
     """
-    return load_envelopes(read_envelopes(body, source_hint=source_hint, max_depth=max_depth))
-
-
-def read_envelopes(
-    body: bytes | str | object,
-    *,
-    source_hint: str | None = None,
-    max_depth: int = 64,
-) -> list[Envelope]:
-    """Decode a body and find its envelopes; the items are not validated yet.
-
-    :raises InvalidEnvelopeError: as :func:`parse_envelope`.
-    """
-    if source_hint is not None and source_hint not in _SOURCE_HINTS:
-        raise ValueError(f"source_hint must be 'presence', 'message' or None, not {source_hint!r}.")
-    document = _decode(body, max_depth)
-    # The shape the doc shows, {"items": {...}}, without a call; _candidates has every other one.
-    wrapped = document.get("items") if type(document) is dict else None
-    if type(wrapped) is dict:
-        candidates: list[object] = [wrapped]
-        in_list = False
+    if presence_schema is None and message_schema is None:
+        parser = _stock_parser(max_depth)
     else:
-        candidates, in_list = _candidates(document, max_depth)
-    envelopes = []
-    for position, candidate in enumerate(candidates):
-        try:
-            source, client_key, items = load_envelope(candidate)
-        except ValueError as error:
-            messages: dict[str, t.Any] = getattr(error, "messages", {"_schema": [str(error)]})
-            if in_list:
-                messages = {"items": {position: messages}}
-            raise InvalidEnvelopeError(
-                _first_sentence(messages, "The envelope is not valid"), messages=messages
-            ) from None
-        kind = source_hint
-        if isinstance(source, str):
-            # A source that contradicts the endpoint wins: the body says what it is.
-            if name := source.strip().casefold():
-                kind = wire.SOURCES.get(name, "unknown")
-        else:
-            source = ""
-        if not isinstance(client_key, str):
-            client_key = None
-        envelopes.append(_new_envelope((kind, source, client_key, items)))
-    return envelopes
+        parser = Parser(
+            presence_schema=presence_schema, message_schema=message_schema, max_depth=max_depth
+        )
+    return parser.parse(body, source_hint=source_hint)
 
 
-def load_envelopes(envelopes: t.Sequence[Envelope]) -> Batch:
-    """Validate every item of every envelope: events in body order, and the rejected items."""
-    events: list[Event] = []
-    rejected: list[Rejection] = []
-    for position, (kind, source, client_key, items) in enumerate(envelopes):
-        load_items_into(events, rejected, kind, items, client_key or "", source, position)
-    return _new_batch(tuple(events), tuple(rejected), tuple(map(_client_key, envelopes)))
+@functools.lru_cache(maxsize=8)
+def _stock_parser(max_depth: int) -> Parser:
+    # The stock schemas' loaders are derived once, not for every body.
+    return Parser(max_depth=max_depth)
+
+
+# -- decoding -----------------------------------------------------------------------------------
 
 
 def _decode(body: object, max_depth: int) -> object:
@@ -156,74 +271,24 @@ def _decode(body: object, max_depth: int) -> object:
 
 
 def _loads(text: str, max_depth: int, what: str) -> object:
-    # A key twice in one object is refused (json keeps the last value silently). The exact check
-    # is a Python hook per object, which costs about as much as decoding a presence item; so a
-    # body is decoded in C, and the members its depth walk finds are compared with the colons of
-    # the text: every member has one, so as many members as colons means no key came twice.
-    # Colons inside strings (the JSON text of a message, a URL) defeat the count and get the
-    # hook, at once when a backslash announces escapes (JSON text inside strings, for one).
-    exact = "\\" in text
     try:
-        value = (_EXACT if exact else _PLAIN).decode(text)
+        value = _DECODER.decode(text)
     except RecursionError:
-        raise _too_deep(max_depth) from None
+        # Python's decoder has a nesting limit of its own (about a thousand levels on 3.11).
+        raise InvalidEnvelopeError(
+            f"{what} is nested deeper than Python's JSON decoder reads"
+            f"{'' if max_depth >= 1000 else f' (and than max_depth={max_depth})'}."
+        ) from None
     except _DuplicateKeyError as error:
-        raise _duplicate(what, error.key) from None
+        raise InvalidEnvelopeError(
+            f"{what} has the key {wire.preview(error.key)} twice in one object; JSON names "
+            "must be unique, and a second value could hide the first from a check."
+        ) from None
     except ValueError as error:
         # Covers JSONDecodeError and integers beyond Python's digit limit.
         raise InvalidEnvelopeError(f"{what} is not valid JSON: {error}.") from None
-    if len(text) <= _SMALL_TEXT:
-        # A small body (a one-item webhook) is walked by a plain recursion that stops at the
-        # limit: its few containers cost less that way than counting brackets for the walk by
-        # levels, and counting them costs as much as the walk (str.count reads every character).
-        try:
-            members = _members(value, max_depth)
-        except _TooDeepError:
-            raise _too_deep(max_depth) from None
-    else:
-        # Every array and object opens with a bracket, so the count of brackets (strings
-        # included) bounds the containers, and the walk by levels stops once it has seen them.
-        members = _check_depth(value, max_depth, text.count("{") + text.count("["))
-    if not exact and members != text.count(":"):
-        try:
-            _EXACT.decode(text)
-        except _DuplicateKeyError as error:
-            raise _duplicate(what, error.key) from None
+    _check_depth(value, max_depth)
     return value
-
-
-def _members(node: object, levels: int) -> int:
-    """How many members the objects in ``node`` have, all levels down.
-
-    :param levels: how many levels of arrays and objects ``node`` may still hold;
-        :class:`_TooDeepError` when it holds more.
-    """
-    # Recursing into containers only: a call per scalar would double the cost of a small body.
-    if type(node) is dict:
-        count = len(node)
-        values: t.Iterable[t.Any] = node.values()
-    elif type(node) is list:
-        count = 0
-        values = node
-    else:
-        return 0
-    if levels < 1:
-        raise _TooDeepError
-    for value in values:
-        if type(value) in _CONTAINERS:
-            count += _members(value, levels - 1)
-    return count
-
-
-class _TooDeepError(Exception):
-    """Raised by :func:`_members`, which does not know the limit to put in the message."""
-
-
-def _duplicate(what: str, key: str) -> InvalidEnvelopeError:
-    return InvalidEnvelopeError(
-        f"{what} has the key {wire.preview(key)} twice in one object; JSON names "
-        "must be unique, and a second value could hide the first from a check."
-    )
 
 
 class _DuplicateKeyError(ValueError):
@@ -233,7 +298,7 @@ class _DuplicateKeyError(ValueError):
 
 
 def _unique_keys(pairs: list[tuple[str, t.Any]]) -> dict[str, t.Any]:
-    """Build a JSON object, refusing a key that appears twice (``json`` keeps the last)."""
+    """Build a JSON object, refusing a key that appears twice."""
     result = dict(pairs)
     if len(result) != len(pairs):
         seen: set[str] = set()
@@ -244,97 +309,93 @@ def _unique_keys(pairs: list[tuple[str, t.Any]]) -> dict[str, t.Any]:
     return result
 
 
-# Built once: json.loads with a hook builds a decoder and its scanner on every call, and without
-# one goes through two more Python frames to reach the same default decoder.
-_PLAIN: t.Final = json.JSONDecoder()
-_EXACT: t.Final = json.JSONDecoder(object_pairs_hook=_unique_keys)
+# Built once: json.loads with a hook builds a decoder and its scanner on every call.
+_DECODER: t.Final = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
-def _check_depth(value: object, max_depth: int, brackets: int | None = None) -> int:
-    """Raise when ``value`` nests deeper than ``max_depth``; return how many members its objects
-    have (the walk sees every object, so the count is exact).
+def _check_depth(value: object, max_depth: int) -> None:
+    try:
+        _within(value, max_depth)
+    except _TooDeepError:
+        raise InvalidEnvelopeError(
+            f"The body is nested deeper than {max_depth} levels; raise max_depth if that is "
+            "expected."
+        ) from None
+    except RecursionError:
+        # Only with a max_depth beyond the interpreter's recursion limit.
+        raise InvalidEnvelopeError(
+            "The body is nested deeper than this Python can check; it is refused."
+        ) from None
 
-    :param brackets: how many ``{`` and ``[`` the JSON text had, strings included, when
-        ``value`` was decoded from text. Every array and object opens with one, so this bounds
-        the number of containers: once the levels walked hold that many containers, nothing
-        deeper is left to walk. A presence batch stops at its items that way, without looking
-        into them.
+
+def _within(node: object, levels: int) -> None:
+    """Raise :class:`_TooDeepError` when ``node`` holds more than ``levels`` levels of arrays
+    and objects (``node`` itself counting one). Recurses into containers only, and no deeper
+    than ``levels``."""
+    if type(node) is dict:
+        children: t.Iterable[object] = node.values()
+    elif type(node) is list:
+        children = node
+    else:
+        return  # a scalar, or a container type json.loads never makes
+    if levels < 1:
+        raise _TooDeepError
+    for child in children:
+        if type(child) is dict or type(child) is list:
+            _within(child, levels - 1)
+
+
+class _TooDeepError(Exception):
+    """Raised by :func:`_within`, which does not know the limit to put in the message."""
+
+
+# -- items --------------------------------------------------------------------------------------
+
+_NOT_AN_OBJECT: t.Final = ItemSchema.error_messages["type"]
+
+
+def _infer_kind(item: object) -> str:
+    """The kind of an item whose envelope does not say: ``action`` means presence, else
+    ``message`` means message."""
+    if isinstance(item, dict):
+        if "action" in item:
+            return "presence"
+        if "message" in item:
+            return "message"
+    return "unknown"
+
+
+def _unknown_event(item: object, source: str, client_key: str) -> UnknownEvent | None:
+    """An item of an unknown source: its fields are read where they are present and valid.
+
+    ``None`` when the item is not an object, which is all such an item can get wrong.
     """
-    # Level by level rather than node by node: a deep document cannot exhaust the Python stack,
-    # and each level is taken apart in C (``map``, ``chain``, ``set``) instead of one node at a
-    # time in Python, which matters because every item of every request passes here.
-    level: list[t.Any] = [value]
-    kinds = {type(value)}
-    depth = 1
-    seen = 0
-    members = 0
-    while not kinds.isdisjoint(_CONTAINERS):
-        if depth > max_depth:
-            raise _too_deep(max_depth)
-        if not kinds <= _CONTAINERS:
-            level = [node for node in level if type(node) in _CONTAINERS]
-        seen += len(level)
-        if kinds == {dict}:  # a list of items, for one
-            members += sum(map(len, level))
-            if brackets is not None and seen >= brackets:
-                return members
-            children = list(chain.from_iterable(map(dict.values, level)))
-        elif kinds == {list}:
-            if brackets is not None and seen >= brackets:
-                return members
-            children = list(chain.from_iterable(level))
-        else:
-            children = []
-            for node in level:
-                if type(node) is dict:
-                    members += len(node)
-                    children.extend(node.values())
-                else:
-                    children.extend(node)
-            if brackets is not None and seen >= brackets:
-                return members
-        level = children
-        kinds = set(map(type, level))
-        depth += 1
-    return members
-
-
-def _too_deep(max_depth: int) -> InvalidEnvelopeError:
-    return InvalidEnvelopeError(
-        f"The body is nested deeper than {max_depth} levels; raise max_depth if that is expected."
+    if not isinstance(item, dict):
+        return None
+    return UnknownEvent(
+        source=source,
+        channel=_lenient(wire.read_channel, item.get("channel")),
+        uuid=_lenient(wire.read_uuid, item.get("uuid")),
+        timestamp=_lenient(wire.read_timestamp, item.get("timestamp")),
+        client_key=client_key,
+        raw=item,
+        extra={k: v for k, v in item.items() if k not in ("channel", "uuid", "timestamp")},
     )
 
 
-def _candidates(document: object, max_depth: int) -> tuple[list[object], bool]:
-    """The objects that should be envelopes, and whether they came from a list."""
-    if isinstance(document, list):
-        return document, True
-    if not isinstance(document, dict):
-        raise InvalidEnvelopeError(
-            f"The body is {wire.describe(document)}, not a Yalgaar envelope; "
-            'expected {"items": {"source": ..., "clientKey": ..., "data": [...]}}.'
-        )
-    if "items" in document:
-        items = document["items"]
-        if isinstance(items, str):
-            items = _loads(items, max_depth, "The 'items' text")
-        if isinstance(items, dict):
-            return [items], False
-        if isinstance(items, list):
-            return items, True
-        raise InvalidEnvelopeError(
-            f"'items' is {wire.describe(items)}; expected an envelope object or a list of them.",
-            messages={"items": [f"Expected an object or a list, got {wire.describe(items)}."]},
-        )
-    if wire.ENVELOPE_KEYS & document.keys():
-        return [document], False
-    raise InvalidEnvelopeError(
-        "The body is a JSON object without 'items', 'source', 'clientKey' or 'data'; "
-        "it is not a Yalgaar envelope."
-    )
+_T = t.TypeVar("_T")
 
 
-def _first_sentence(messages: t.Mapping[str, t.Any], fallback: str) -> str:
+def _lenient(reader: t.Callable[[object], _T], value: object) -> _T | None:
+    if value is None:
+        return None
+    try:
+        return reader(value)
+    except ValueError:
+        return None
+
+
+def _first_sentence(messages: t.Mapping[t.Any, t.Any], fallback: str) -> str:
     """Flatten the first message of a nested marshmallow dict into one sentence."""
     path: list[str] = []
     node: t.Any = messages

@@ -1,25 +1,39 @@
-"""Handler filters and the ordered handler registry behind the ``on_*`` decorators.
+"""Handlers: the filters, the ordered registry behind the ``on_*`` decorators, and the one loop
+that calls each handler and subscriber.
 
 Blinker keeps receivers in a dict keyed by id and cannot promise an order, nor hold a handler
-without the caller keeping it alive; this registry does both. It is also used by the presence
-tracker, so every decorator in the package filters the same way.
+without the caller keeping it alive; the registry does both. Blinker also stops at the first
+receiver that raises (pallets-eco/blinker issue 10, wontfix), so :func:`deliver` walks the
+receivers itself and isolates each call. The receiver and the presence tracker both use it, so
+every decorator in the package filters, orders and isolates the same way.
+
+Imports: the standard library and blinker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
+import inspect
 import re
+import threading
 import typing as t
 from dataclasses import dataclass
 
+from blinker import Signal
+
 __all__ = [
+    "ISOLATED",
     "Decorator",
     "Filter",
     "Matcher",
     "Registry",
     "Route",
+    "call",
     "compile_filter",
     "compile_filters",
+    "deliver",
+    "handler_name",
 ]
 
 #: What a keyword filter of a decorator may be: a glob (``fnmatchcase`` rules, case-sensitive;
@@ -152,3 +166,87 @@ class Decorator(t.Generic[K]):
             return self._registry.add(self.key, handler, filters)
 
         return decorator
+
+
+#: What a handler may raise without stopping the others: any error, and the cancellation of an
+#: ``async def`` handler (``asyncio.CancelledError`` is not an ``Exception``). KeyboardInterrupt
+#: and SystemExit still stop the process, as they should.
+ISOLATED: t.Final = (Exception, asyncio.CancelledError)
+
+#: Told of each isolated call that raised: the handler or subscriber, and what it raised.
+OnFailure = t.Callable[[t.Callable[..., t.Any], BaseException], object]
+
+
+def deliver(
+    routes: t.Iterable[Route[t.Any]],
+    subject: object,
+    args: tuple[t.Any, ...],
+    signals: t.Iterable[Signal],
+    sender: object,
+    kwargs: t.Mapping[str, t.Any],
+    failed: OnFailure,
+) -> None:
+    """Call each route whose filters accept ``subject`` with ``args``, then each subscriber of
+    each of ``signals`` for ``sender`` with ``(sender, **kwargs)``; isolate every call.
+
+    :param failed: called at once with each call that raised, before the next call runs (so
+        that what it reports comes in the order things happened); the others all run.
+    """
+    for route in routes:
+        if route.filters and not route.matches(subject):
+            continue
+        try:
+            call(route.handler, *args)
+        except ISOLATED as error:
+            failed(route.handler, error)
+    for signal in signals:
+        # Most signals have no subscriber; asking blinker for them costs more than this check.
+        if not signal.receivers:
+            continue
+        for subscriber in signal.receivers_for(sender):
+            try:
+                call(subscriber, sender, **kwargs)
+            except ISOLATED as error:
+                failed(subscriber, error)
+
+
+def call(func: t.Callable[..., t.Any], /, *args: t.Any, **kwargs: t.Any) -> None:
+    """Call a handler; run it to completion when it is ``async def``."""
+    result = func(*args, **kwargs)
+    # Most handlers return None; asking inspect about it costs more than the call.
+    if result is not None and inspect.isawaitable(result):
+        _wait(result)
+
+
+def _wait(awaitable: t.Awaitable[t.Any]) -> None:
+    async def wait() -> None:
+        await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(wait())
+        return
+    # Called from inside a running event loop (an async test, an ASGI server): that loop cannot
+    # be blocked on, so the coroutine gets a loop of its own on a helper thread, as Flask's
+    # ensure_sync does.
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(wait())
+        except BaseException as error:  # re-raised in the calling thread
+            errors.append(error)
+
+    thread = threading.Thread(target=target, name="yalgaar-async-handler")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def handler_name(handler: t.Callable[..., t.Any]) -> str:
+    """``module.qualname`` of a handler: how logs, dead letters and metrics name it."""
+    module = getattr(handler, "__module__", None)
+    name = getattr(handler, "__qualname__", None) or repr(handler)
+    return f"{module}.{name}" if module else name

@@ -8,7 +8,7 @@ names an application also uses.
 Decorated handlers (``@receiver.on_bind``) run first, in registration order; these signals are for
 subscribers connected directly, such as metrics or a test's capture. See ``docs/signals.md``.
 
-The four presence transitions at the end are the exception: their sender is a
+The presence signals at the end are the exception: their sender is a
 :class:`~yalgaar_receiver.presence.PresenceTracker` (``docs/presence.md``).
 """
 
@@ -50,3 +50,6 @@ member_left = _signals.signal("member-left")
 channel_occupied = _signals.signal("channel-occupied")
 #: ``channel=``: a channel went from 1 member to 0, after that member's ``member_left``.
 channel_vacated = _signals.signal("channel-vacated")
+#: ``change=``, ``handler=``, ``error=``: a tracker's handler or subscriber raised on a
+#: :class:`~yalgaar_receiver.presence.PresenceChange`.
+presence_handler_failed = _signals.signal("presence-handler-failed")

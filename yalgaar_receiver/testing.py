@@ -12,8 +12,8 @@ as a *string* of whole seconds::
 :func:`capture_events` records, in order, every event a receiver emits, every item and request
 it refuses, and every handler that raised, with blinker's own ``connected_to``; nothing is patched.
 
-This module imports only the standard library, blinker and the core; no Flask, no pytest. The
-pytest plugin ``pytest_yalgaar`` builds its fixtures on it.
+Imports: the standard library, blinker and the core; no Flask, no pytest. The pytest plugin
+(:mod:`yalgaar_receiver.pytest_plugin`) builds its fixtures on it.
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ from blinker import ANY
 from . import signals
 from .events import Batch, Event, HandlerFailure, Rejection
 from .exceptions import YalgaarError
-
-if t.TYPE_CHECKING:
-    from .receiver import Receiver
+from .receiver import Receiver
 
 __all__ = [
     "Capture",
@@ -170,11 +168,13 @@ class Record:
 class Capture:
     """What a receiver did while :func:`capture_events` was open, in the order it happened.
 
-    An event is recorded once its handlers have run (it comes from the ``presence``,
-    ``message`` and ``unknown_event`` signals, which are sent after the decorated handlers), so
-    the failure of a decorated handler is recorded just *before* the event it failed on.
-    Recording is thread-safe: a dispatcher that runs handlers on other threads is captured too,
-    and :meth:`wait_for` waits for it.
+    Iterating a capture, taking its ``len()`` or indexing it reads :attr:`events`, the events
+    that went through the handlers (``list(capture) == capture.events``); the other properties
+    give the rest. An event is recorded once its handlers have run (it comes from the
+    ``presence``, ``message`` and ``unknown_event`` signals, which are sent after the decorated
+    handlers), so the failure of a decorated handler is recorded just *before* the event it
+    failed on. Recording is thread-safe: a dispatcher that runs handlers on other threads is
+    captured too, and :meth:`wait_for` waits for it.
     """
 
     def __init__(self) -> None:
@@ -200,6 +200,21 @@ class Capture:
     def events(self) -> list[Event]:
         """The events that went through the handlers, in order."""
         return self._values("event")
+
+    def __iter__(self) -> t.Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    @t.overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @t.overload
+    def __getitem__(self, index: slice) -> list[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | list[Event]:
+        return self.events[index]
 
     def of_type(self, event_class: type[_E]) -> list[_E]:
         """The events that are instances of ``event_class`` (``capture.of_type(BindEvent)``)."""

@@ -3,10 +3,10 @@
 Yalgaar's only spec is one tutorial page, and it disagrees with itself (``source`` in the JSON,
 ``sources`` in the table; timestamps typed as strings "in seconds"). The tables below say what is
 accepted, one comment per quirk; the ``read_*`` functions turn one field's value into its typed
-form or raise :class:`ValueError` with a sentence that names the bad value. They are shared by the
-marshmallow fields in :mod:`yalgaar_receiver.schemas` so that there is one rule per field.
+form or raise :class:`ValueError` with a sentence that names the bad value. The marshmallow fields
+of :mod:`yalgaar_receiver.schemas` call them, so each rule is written here once.
 
-This module imports nothing but the standard library and :mod:`yalgaar_receiver.events`.
+Imports: the standard library and :mod:`yalgaar_receiver.events`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ from .events import PresenceAction
 
 __all__ = [
     "ACTIONS",
-    "ENVELOPE_KEYS",
     "SOURCES",
+    "SURROGATES",
+    "TIMESTAMP_UNITS",
+    "UNSAFE",
+    "UNSIGNED_NUMBER",
+    "compact_json",
     "describe",
     "preview",
     "read_action",
@@ -30,7 +34,6 @@ __all__ = [
     "read_message",
     "read_timestamp",
     "read_uuid",
-    "source_of",
 ]
 
 #: ``source`` after trimming and case-folding, to the kind of item it announces. Any other name
@@ -39,22 +42,6 @@ SOURCES: t.Final[t.Mapping[str, str]] = {
     "presence": "presence",
     "message": "message",
 }
-
-#: The doc's field table spells the key ``sources`` while its JSON says ``source``; both are read,
-#: ``source`` first.
-SOURCE_KEYS: t.Final = ("source", "sources")
-
-
-def source_of(envelope: t.Mapping[str, t.Any]) -> t.Any:
-    """The envelope's source as sent, under the first of :data:`SOURCE_KEYS` present."""
-    for key in SOURCE_KEYS:
-        if key in envelope:
-            return envelope[key]
-    return None
-
-
-#: Keys that mark a JSON object as an envelope when it is sent without ``items`` around it.
-ENVELOPE_KEYS: t.Final = frozenset({"source", "sources", "clientKey", "data"})
 
 #: ``action`` after trimming and case-folding. The doc says "bind or unbind" without the casing;
 #: the iOS SDK's enum says ``Bind``/``Unbind``. The other words are what comparable services
@@ -88,12 +75,20 @@ _DELTAS: t.Final[t.Mapping[str, t.Callable[[float], timedelta]]] = {
     "milliseconds": lambda number: timedelta(milliseconds=number),
     "microseconds": lambda number: timedelta(microseconds=number),
 }
-# Characters that no channel or uuid needs and that forge log lines or break encoders: C0 and C1
-# controls (NUL, CR, LF among them), the Unicode line and paragraph separators, and surrogates,
-# which only appear alone (a JSON "\ud800" escape) because a valid pair decodes to one character.
-_UNSAFE: t.Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-_SURROGATE: t.Final = re.compile("[\ud800-\udfff]")
-_NUMBER: t.Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+#: Surrogates, as a regular-expression class: they only appear alone (a JSON ``"\ud800"``
+#: escape) because a valid pair decodes to one character, and a lone one is not Unicode text.
+SURROGATES: t.Final = r"\ud800-\udfff"
+#: Characters no channel or uuid may hold, as a regular-expression class: they forge log lines
+#: or break encoders. C0 and C1 controls (NUL, CR, LF among them), the Unicode line and
+#: paragraph separators, and surrogates. Written with escapes, which Python's ``re`` and the
+#: regular expressions of JSON Schema read alike.
+UNSAFE: t.Final = rf"\x00-\x1f\x7f-\x9f\u2028\u2029{SURROGATES}"
+#: A number written as text, without its sign: digits with an optional fraction and exponent.
+UNSIGNED_NUMBER: t.Final = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+
+_UNSAFE: t.Final = re.compile(f"[{UNSAFE}]")
+_SURROGATE: t.Final = re.compile(f"[{SURROGATES}]")
+_NUMBER: t.Final = re.compile(rf"[+-]?{UNSIGNED_NUMBER}")
 
 
 def _text(value: object, what: str) -> str:
@@ -178,7 +173,9 @@ def _from_number(number: int | float, original: object) -> datetime | None:
             if number < bound:
                 return _EPOCH + _DELTAS[unit](number)
         return _EPOCH + timedelta(microseconds=number / 1000)  # nanoseconds
-    except OverflowError:
+    except (OverflowError, ValueError):
+        # Past year 9999 (OverflowError), or an int too large for a float (also OverflowError)
+        # or for timedelta's own checks (ValueError).
         raise ValueError(f"Timestamp {preview(original)} is out of range.") from None
 
 
@@ -193,7 +190,11 @@ def _read_iso(text: str, original: object) -> datetime:
         ) from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        # 0001-01-01T00:00+01:00 is a valid date whose UTC time is before year 1.
+        raise ValueError(f"Timestamp {preview(original)} is out of range in UTC.") from None
 
 
 def read_action(value: object) -> tuple[PresenceAction, str]:
@@ -203,30 +204,43 @@ def read_action(value: object) -> tuple[PresenceAction, str]:
     value that is not a string is kept as its JSON text.
     """
     if isinstance(value, str):
-        # A lone surrogate would break every UTF-8 encoder downstream; this field never fails,
-        # so it is replaced (U+FFFD) rather than refused.
-        text = value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+        text = _replace_surrogates(value)
         return ACTIONS.get(text.strip().casefold(), PresenceAction.UNKNOWN), text
     try:
-        return PresenceAction.UNKNOWN, compact_json(value)
+        # The JSON text of a structured action holds its strings and keys as they came, lone
+        # surrogates included.
+        return PresenceAction.UNKNOWN, _replace_surrogates(compact_json(value))
     except ValueError:  # a non-finite float, or an int too long to print
         return PresenceAction.UNKNOWN, type(value).__name__
 
 
+def _replace_surrogates(text: str) -> str:
+    # A lone surrogate breaks every UTF-8 encoder downstream; the action never fails, so it is
+    # replaced (U+FFFD) rather than refused.
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
 def read_message(value: object) -> str:
-    """Read ``message``: a string as it is, any other JSON value as its compact JSON text."""
+    """Read ``message``: a string as it is, any other JSON value as its compact JSON text.
+
+    Either way the text must be Unicode: a lone surrogate (a JSON ``"\\ud800"`` escape, in the
+    string or in any string or key of a structured value) is refused, because the text could
+    not be encoded to UTF-8 to be stored or sent on.
+    """
     if isinstance(value, str):
-        surrogate = None if value.isascii() else _SURROGATE.search(value)
-        if surrogate is not None:
-            raise ValueError(
-                f"The message holds a lone surrogate {surrogate.group()!r} at position "
-                f"{surrogate.start()}, which is not Unicode text; it cannot be stored or sent on."
-            )
-        return value
-    try:
-        return compact_json(value)
-    except ValueError:
-        raise ValueError("The message holds a number that JSON cannot represent.") from None
+        text = value
+    else:
+        try:
+            text = compact_json(value)
+        except ValueError:
+            raise ValueError("The message holds a number that JSON cannot represent.") from None
+    surrogate = None if text.isascii() else _SURROGATE.search(text)
+    if surrogate is not None:
+        raise ValueError(
+            f"The message holds a lone surrogate {surrogate.group()!r} at position "
+            f"{surrogate.start()}, which is not Unicode text; it cannot be stored or sent on."
+        )
+    return text
 
 
 def compact_json(value: object) -> str:

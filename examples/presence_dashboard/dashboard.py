@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from flask import Flask, Response, current_app, jsonify, render_template
 
 from yalgaar_receiver import Event, PresenceEvent, Receiver, create_blueprint, signals
-from yalgaar_receiver.auth import SETTINGS
+from yalgaar_receiver.flask.auth import SETTINGS
 from yalgaar_receiver.presence import (
     MemoryPresenceStore,
     PresenceStore,

@@ -8,8 +8,8 @@ import pytest
 from flask import Flask
 
 from examples.factory_app import create_app
-from pytest_yalgaar import WebhookClient
 from yalgaar_receiver import Event, MessageEvent, UnbindEvent
+from yalgaar_receiver.flask import WebhookClient
 from yalgaar_receiver.testing import (
     Capture,
     bind,

@@ -12,8 +12,8 @@ import warnings
 import pytest
 from flask import Flask
 
-from pytest_yalgaar import WebhookClient
 from yalgaar_receiver import AuthenticationError, BindEvent, MessageEvent, YalgaarSecurityWarning
+from yalgaar_receiver.flask import WebhookClient
 from yalgaar_receiver.testing import Capture, bind, message, message_envelope, presence_envelope
 
 KEY = "ck-0123456789abcdef"

@@ -4,10 +4,10 @@ Run it with atheris (libFuzzer) for as long as you like (``make fuzz`` does)::
 
     python -m tests.fuzz -max_total_time=600 corpus/
 
-``tests/test_fuzz.py`` runs it for a bounded number of inputs on every ``make test``. The only
+``tests/fuzz/test_fuzz.py`` runs it for a bounded number of inputs on every ``make test``. The only
 outcomes allowed are a :class:`~yalgaar_receiver.Batch` or one of the documented refusals; any
 other exception is a finding: save the input as ``tests/payloads/fuzz-<what>.bin`` and it becomes
-a regression test in ``tests/test_fuzz.py``.
+a regression test in ``tests/fuzz/test_fuzz.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 from yalgaar_receiver import Receiver, parse_envelope
 from yalgaar_receiver.receiver import REFUSALS
 
-_RECEIVER = Receiver(["ck-0123456789abcdef"], max_body_bytes=1_000_000)
+_RECEIVER = Receiver(["ck-0123456789abcdef"])
 
 
 @_RECEIVER.on_event

@@ -15,8 +15,8 @@ import typing as t
 
 import pytest
 
+from ..core.test_hostile_input import post_chunked
 from ..servers import RedisServer
-from ..test_hostile_input import post_chunked
 from .harness import (
     THREADS,
     Client,

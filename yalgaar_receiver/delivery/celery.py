@@ -1,0 +1,279 @@
+"""``CeleryDispatcher``: each accepted event becomes a Celery task; handlers run on the workers.
+
+Install with ``pip install 'yalgaar-receiver[celery]'``. This is the only module that imports
+Celery, and nothing imports it unless the application does::
+
+    celery_app = Celery("hooks", broker="redis://127.0.0.1:6379/0")
+    receiver = Receiver(dispatcher=CeleryDispatcher(celery_app))
+
+    @receiver.on_bind
+    def joined(event): ...
+
+The web process and the worker import the same module, so both build the same receiver with the
+same handlers. The web process validates each request and publishes one task per event (the
+event in its versioned JSON form, :mod:`~yalgaar_receiver.serialization`); the worker rebuilds
+the typed event and runs it through :meth:`Receiver.emit <yalgaar_receiver.Receiver.emit>`, so
+decorated handlers and signal subscribers run there unchanged.
+
+One task per event, not per request: a retry then runs again only the event whose handler
+failed, not the 199 others of its batch, a dead letter names one event, and the events of one
+request spread over every worker. The price is one broker write per event, which is cheap next to
+a handler.
+
+Delivery guarantees (``docs/delivery.md`` has the whole table):
+
+* the request is answered 2xx only once every event of it was handed to the broker; when the
+  broker cannot be reached it is answered 503 with ``Retry-After``;
+* tasks are acknowledged late (after the handlers ran) and rejected back to the queue when the
+  worker process dies, so an event survives a worker killed mid-handler;
+* a handler that raises makes the task retry with exponential backoff, up to ``max_retries``;
+  after the last try the failures go to the dead-letter sink.
+
+So delivery is at least once: handlers must be idempotent, or the receiver must de-duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import typing as t
+
+try:
+    from celery import Celery, Task
+    from celery.exceptions import Reject
+    from kombu.exceptions import OperationalError
+except ModuleNotFoundError as error:  # pragma: no cover - the test runs in a subprocess
+    raise ModuleNotFoundError(
+        f"yalgaar_receiver.celery needs {error.name!r}, which is not installed; "
+        "install the extra: pip install 'yalgaar-receiver[celery]'",
+        name=error.name,
+    ) from error
+
+from .. import settings
+from ..events import Event, HandlerFailure
+from ..exceptions import ConfigurationError, DispatchUnavailableError
+from .dead_letters import DeadLetter, DeadLetterSink, JsonLinesDeadLetterSink
+from .dispatch import Emit, Emitter
+from .serialization import event_from_dict, event_to_dict
+
+__all__ = ["CeleryDispatcher"]
+
+logger = logging.getLogger("yalgaar_receiver.celery")
+
+#: The Celery task's default name; give each receiver that shares a Celery app its own.
+TASK_NAME: t.Final = "yalgaar_receiver.emit"
+
+
+class CeleryDispatcher:
+    """Send each accepted event to a Celery queue; run its handlers on a worker.
+
+    :param celery_app: the application's Celery app; its broker settings decide where tasks go.
+        Set ``broker_transport_options`` ``socket_connect_timeout`` and ``socket_timeout`` (a
+        few seconds) so that a broker that vanishes answers a request with 503 instead of
+        holding it; with none set, this dispatcher sets both to ``publish_timeout``.
+    :param queue: the queue the tasks are sent to; start workers with ``-Q`` naming it.
+    :param task_name: the registered task's name; unique per receiver in one Celery app.
+    :param max_retries: how many times a failed event is tried again after its first run.
+    :param retry_backoff: seconds before the first retry; each later one waits twice as long.
+    :param retry_backoff_max: the longest wait between two tries. Keep it below the broker's
+        ``visibility_timeout`` (Redis: one hour by default), or a waiting retry is delivered twice.
+    :param retry_jitter: wait a random time between zero and the backoff (spreads the retries of
+        a batch that failed together).
+    :param retry_after: seconds the sender is asked to wait when the broker cannot be reached.
+    :param publish_timeout: socket timeouts filled in when the Celery app sets none.
+    :param publish_retries: how many times one publish is tried again before giving up with 503.
+    :param dead_letters: where events go after their last try; a
+        :class:`~yalgaar_receiver.dead_letters.JsonLinesDeadLetterSink` in the worker's working
+        directory by default.
+    """
+
+    def __init__(
+        self,
+        celery_app: Celery,
+        queue: str = "yalgaar",
+        *,
+        task_name: str = TASK_NAME,
+        max_retries: int = 5,
+        retry_backoff: float = 2.0,
+        retry_backoff_max: float = 600.0,
+        retry_jitter: bool = True,
+        retry_after: float = 5.0,
+        publish_timeout: float = 2.0,
+        publish_retries: int = 1,
+        dead_letters: DeadLetterSink | None = None,
+    ) -> None:
+        self.app = celery_app
+        self.queue = queue
+        self.max_retries = settings.count(max_retries, "max_retries")
+        self.retry_backoff = settings.positive_number(retry_backoff, "retry_backoff")
+        self.retry_backoff_max = settings.positive_number(retry_backoff_max, "retry_backoff_max")
+        self.retry_jitter = retry_jitter
+        self.retry_after = settings.positive_number(retry_after, "retry_after")
+        publish_timeout = settings.positive_number(publish_timeout, "publish_timeout")
+        self.dead_letters: DeadLetterSink = (
+            dead_letters if dead_letters is not None else JsonLinesDeadLetterSink()
+        )
+        self.receiver: Emitter | None = None
+        # Bounded publishing: connection errors are retried this often, then answered with 503.
+        self._publish_policy = {
+            "max_retries": publish_retries,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        }
+        options = dict(celery_app.conf.broker_transport_options or {})
+        options.setdefault("socket_connect_timeout", publish_timeout)
+        options.setdefault("socket_timeout", publish_timeout)
+        celery_app.conf.broker_transport_options = options
+        dispatcher = self
+
+        def emit_event(task: Task[t.Any, t.Any], form: dict[str, t.Any]) -> dict[str, t.Any]:
+            return dispatcher.run_task(task, form)
+
+        self.task: Task[t.Any, t.Any] = celery_app.task(
+            name=task_name,
+            bind=True,
+            shared=False,
+            # After the handlers ran, not when the worker took the message: a worker that dies
+            # mid-handler leaves the message to be delivered again.
+            acks_late=True,
+            # ... and when the pool process running it dies, the message goes back to the queue.
+            reject_on_worker_lost=True,
+            max_retries=max_retries,
+            serializer="json",
+            # Nobody reads these results; and a web process that waits for results subscribes
+            # to the result backend on every send, which breaks for good when it restarts.
+            ignore_result=True,
+        )(emit_event)
+
+    def __repr__(self) -> str:
+        return f"<CeleryDispatcher queue={self.queue!r} task={self.task.name!r}>"
+
+    def attach(self, receiver: Emitter) -> None:
+        """Run events on ``receiver`` in the worker; ``Receiver(dispatcher=...)`` calls this.
+
+        :raises ConfigurationError: the dispatcher already serves another receiver.
+        """
+        if self.receiver is not None and self.receiver is not receiver:
+            raise ConfigurationError(
+                f"{self!r} already serves another Receiver; give each receiver its own "
+                "CeleryDispatcher with its own task_name."
+            )
+        self.receiver = receiver
+
+    # -- the web side ------------------------------------------------------------------------
+
+    def dispatch(self, events: t.Sequence[Event], emit: Emit) -> t.Sequence[HandlerFailure]:
+        """Publish one task per event; answer only when the broker took every one.
+
+        When the broker fails halfway, the request is refused and the tasks already published
+        stay queued: the sender's resend runs those events twice (at least once, never lost).
+
+        :raises DispatchUnavailableError: the broker could not be reached.
+        """
+        if not events:
+            return ()
+        # Serialize everything before publishing anything: an event that cannot be sent should
+        # fail the request before the first task is out.
+        forms = [event_to_dict(event) for event in events]
+        sent = 0
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for form in forms:
+                    self.task.apply_async(
+                        (form,),
+                        queue=self.queue,
+                        producer=producer,
+                        retry=True,
+                        retry_policy=self._publish_policy,
+                    )
+                    sent += 1
+        except (OperationalError, OSError) as error:
+            logger.warning(
+                "Broker unreachable; refused %d event(s) (%d already published): %s",
+                len(forms) - sent,
+                sent,
+                error,
+            )
+            raise DispatchUnavailableError(
+                f"The task broker cannot be reached ({error}); send again in "
+                f"{self.retry_after:g} s.",
+                retry_after=self.retry_after,
+            ) from error
+        return ()
+
+    # -- the worker side ---------------------------------------------------------------------
+
+    def run_task(self, task: Task[t.Any, t.Any], form: dict[str, t.Any]) -> dict[str, t.Any]:
+        """The body of the Celery task: rebuild the event, emit it, retry or dead-letter."""
+        attempt = task.request.retries + 1
+        try:
+            event = event_from_dict(form)
+        except ValueError as error:
+            # Retrying cannot fix a form this release cannot read; a newer release can replay it.
+            logger.error("Task %s carries an unreadable event: %s", task.request.id, error)
+            self._bury(DeadLetter.from_error(form, error, attempts=attempt), task)
+            return {"handled": False, "dead_letters": 1}
+        receiver = self.receiver
+        if receiver is None:
+            raise ConfigurationError(
+                f"{self!r} has no Receiver in this worker: build the Receiver with "
+                "Receiver(dispatcher=...) in the module the worker imports (-A)."
+            )
+        letters: list[DeadLetter]
+        try:
+            failures = receiver.emit(event)
+        except Exception as error:
+            # Around the handlers (a de-duplication store, say), not in one of them.
+            logger.exception("Emitting %r raised", event)
+            letters = [DeadLetter.from_error(event, error, attempts=attempt)]
+            cause: BaseException = error
+        else:
+            if not failures:
+                return {"handled": True, "attempts": attempt}
+            letters = [DeadLetter.from_failure(f, attempts=attempt) for f in failures]
+            cause = failures[0].error
+        if task.request.retries < self.max_retries:
+            countdown = self.backoff(task.request.retries)
+            if isinstance(cause, DispatchUnavailableError):  # emit's own "not now"
+                countdown = max(countdown, cause.retry_after)
+            self._retry(task, countdown, cause)
+        logger.error("Giving up %r after %d attempt(s); kept as a dead letter", event, attempt)
+        for letter in letters:
+            self._bury(letter, task)
+        return {"handled": False, "dead_letters": len(letters), "attempts": attempt}
+
+    def backoff(self, retries: int) -> float:
+        """Seconds to wait before retry number ``retries + 1``."""
+        delay = min(self.retry_backoff_max, self.retry_backoff * 2**retries)
+        return random.uniform(0, delay) if self.retry_jitter else delay
+
+    def _retry(
+        self,
+        task: Task[t.Any, t.Any],
+        countdown: float,
+        cause: BaseException,
+        max_retries: int | None = None,
+    ) -> t.NoReturn:
+        try:
+            exc = cause if isinstance(cause, Exception) else None
+            raise task.retry(countdown=countdown, exc=exc, max_retries=max_retries)
+        except Reject as rejected:
+            # Celery could not publish the retry and would drop the message; put it back in the
+            # queue instead (or, with the broker gone, leave it unacknowledged for redelivery).
+            reason = rejected.args[0] if rejected.args else None
+            logger.error("Could not schedule a retry (%s); requeueing the task", reason)
+            raise Reject(reason, requeue=True) from None
+
+    def _bury(self, letter: DeadLetter, task: Task[t.Any, t.Any]) -> None:
+        try:
+            self.dead_letters.put(letter)
+        except Exception as error:
+            logger.critical(
+                "Could not store a dead letter in %r; entry: %s",
+                self.dead_letters,
+                letter.to_json(),
+                exc_info=True,
+            )
+            # Keep the event in the broker until the sink works again, slowly.
+            self._retry(task, self.retry_backoff_max, error, task.request.retries + 1)

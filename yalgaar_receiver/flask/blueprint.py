@@ -1,0 +1,421 @@
+"""``create_blueprint()``: the Flask adapter, and the one place that chooses HTTP status codes.
+
+Everything before it in the flow is framework-free; this module turns a request into a call of
+:meth:`Receiver.handle <yalgaar_receiver.Receiver.handle>` and its outcome or refusal into an
+answer. The status codes follow what webhook senders do with them: 2xx means "delivered, do not
+send again", 5xx means "try again later", 4xx means "this will never work". So a malformed item
+inside a good envelope is still a 200 (its siblings were handled; resending would run them twice),
+and a failing handler is a 500 (resending is how the event gets another chance). Never 3xx (a
+redirect loses the body) and never 410 (senders read it as "disable this webhook").
+
+The settings of a registered blueprint (its app's receiver, the authentication layers, the body
+limit) are resolved once per app, when it is registered, and kept in a :class:`BlueprintSettings`
+that :func:`blueprint_settings` returns.
+
+Imports: Flask and Werkzeug, the core, and the room's request authentication.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import typing as t
+
+from flask import Blueprint, Flask, Request, Response, request
+from flask.blueprints import BlueprintSetupState
+
+from .. import settings, wire
+from ..events import Outcome, Rejection
+from ..exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    DispatchUnavailableError,
+    InvalidEnvelopeError,
+    PayloadTooLargeError,
+    YalgaarError,
+)
+from ..receiver import REFUSALS, Receiver
+from .auth import SETTINGS, Authenticate, RequestAuth, RequestView, client_address
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "ROUTES",
+    "BlueprintSettings",
+    "blueprint_settings",
+    "create_blueprint",
+]
+
+#: Where registered blueprints keep their settings: ``app.extensions[EXTENSION][name]``.
+EXTENSION: t.Final = "yalgaar_receiver"
+#: The largest body read when ``max_body_bytes`` is set nowhere: 1 MiB, five times what 200
+#: items of long JSON messages take.
+DEFAULT_MAX_BODY_BYTES: t.Final = 1_048_576
+_PROBLEM: t.Final = "application/problem+json"
+_READ_SIZE: t.Final = 65_536
+
+#: The blueprint's routes: (rule, endpoint, the source an envelope without one is taken to be).
+#: Each is also served under a token segment (``/<token>/presence``, endpoint
+#: ``presence_token``) when URL tokens are configured.
+ROUTES: t.Final[tuple[tuple[str, str, str | None], ...]] = (
+    ("/", "webhook", None),
+    *((f"/{kind}", kind, kind) for kind in dict.fromkeys(wire.SOURCES.values())),
+)
+
+# (status, title) per refusal; the first class in the MRO that is listed decides.
+_REFUSAL_STATUS: t.Final[t.Mapping[type[YalgaarError], tuple[int, str]]] = {
+    PayloadTooLargeError: (413, "Payload too large"),
+    InvalidEnvelopeError: (400, "Invalid Yalgaar envelope"),
+    AuthenticationError: (403, "Forbidden"),
+    DispatchUnavailableError: (503, "Service unavailable"),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class BlueprintSettings:
+    """What one registered blueprint resolved for its app, when it was registered.
+
+    :param name: the registered name (``register_blueprint(bp, name=...)`` included).
+    :param receiver: the receiver that handles the app's requests: the one passed to
+        :func:`create_blueprint`, or its :meth:`~yalgaar_receiver.Receiver.with_client_keys`
+        copy when the keys come from ``YALGAAR_CLIENT_KEYS``.
+    :param auth: the request-level authentication layers.
+    :param max_body_bytes: the largest body read (413 above).
+    :param fail_on_handler_error: answer 500 when a handler raised, so that the sender tries
+        again; with ``False`` the failure is only logged and signalled.
+    :param endpoints: each route's endpoint name, by the source it stands for (``None`` for
+        the route that takes either); the token routes' names end in ``_token``.
+    """
+
+    name: str
+    receiver: Receiver
+    auth: RequestAuth
+    max_body_bytes: int
+    fail_on_handler_error: bool
+    endpoints: t.Mapping[str | None, str]
+
+
+def blueprint_settings(app: Flask, name: str | None = None) -> BlueprintSettings:
+    """The settings a receiver blueprint resolved for ``app``.
+
+    :param name: the name the blueprint was registered under; may be left out when the app
+        has one receiver blueprint.
+    :raises LookupError: no such blueprint, or several and no name.
+    """
+    registered: dict[str, BlueprintSettings] = app.extensions.get(EXTENSION, {})
+    if not registered:
+        raise LookupError(
+            "The app has no Yalgaar receiver blueprint; register create_blueprint(receiver) "
+            "on it first."
+        )
+    if name is None:
+        if len(registered) > 1:
+            raise LookupError(
+                f"The app has several receiver blueprints ({', '.join(sorted(registered))}); "
+                "name the one you mean."
+            )
+        return next(iter(registered.values()))
+    try:
+        return registered[name]
+    except KeyError:
+        raise LookupError(
+            f"The app has no receiver blueprint named {name!r}; it has "
+            f"{', '.join(sorted(registered))}."
+        ) from None
+
+
+def create_blueprint(
+    receiver: Receiver,
+    name: str = "yalgaar",
+    *,
+    url_tokens: t.Iterable[str] | None = None,
+    basic_auth: t.Iterable[str | tuple[str, str]] | None = None,
+    allowed_networks: t.Iterable[str] | None = None,
+    trusted_proxies: int | None = None,
+    authenticate: Authenticate | None = None,
+    allow_client_key_only: bool | None = None,
+    max_body_bytes: int | None = None,
+    fail_on_handler_error: bool | None = None,
+) -> Blueprint:
+    """Build the blueprint that receives Yalgaar webhooks for ``receiver``.
+
+    Routes, relative to the blueprint's ``url_prefix``: ``POST /presence`` (the dashboard's
+    Presence URL), ``POST /message`` (its Message URL), and ``POST /`` for either; each also
+    under a token segment (``/<token>/presence``) when URL tokens are configured. ``GET`` and
+    ``HEAD`` on each answer 200 once authenticated, because senders probe a URL when it is saved.
+
+    Every argument left at ``None`` is read from the app's config when the blueprint is
+    registered (``YALGAAR_URL_TOKENS``, ``YALGAAR_BASIC_AUTH``, ``YALGAAR_ALLOWED_NETWORKS``,
+    ``YALGAAR_TRUSTED_PROXIES``, ``YALGAAR_ALLOW_CLIENT_KEY_ONLY``, ``YALGAAR_MAX_BODY_BYTES``,
+    ``YALGAAR_FAIL_ON_HANDLER_ERROR``), and the client keys too when the receiver has none
+    (``YALGAAR_CLIENT_KEYS``). The authentication layers are those of
+    :class:`~yalgaar_receiver.flask.auth.RequestAuth`; see ``docs/security.md``.
+
+    :param name: the blueprint's name; give each one a different name to register several.
+    :param max_body_bytes: the largest body read; 1 MiB by default (413 above).
+    :param fail_on_handler_error: answer 500 when a handler raised (the default), so that the
+        sender tries again.
+    :raises ConfigurationError: at ``register_blueprint`` time, when neither the receiver nor
+        ``YALGAAR_CLIENT_KEYS`` has a key and ``allow_unauthenticated`` is off, or when a
+        setting cannot work.
+    :warns YalgaarSecurityWarning: at ``register_blueprint`` time, when ``clientKey`` alone (or
+        nothing) protects the endpoint.
+    """
+    blueprint = Blueprint(name, __name__)
+    arguments: dict[str, t.Any] = {
+        "url_tokens": url_tokens,
+        "basic_auth": basic_auth,
+        "allowed_networks": allowed_networks,
+        "trusted_proxies": trusted_proxies,
+        "allow_client_key_only": allow_client_key_only,
+        "authenticate": authenticate,
+        # A deprecated Receiver(max_body_bytes=...) counts as the argument.
+        "max_body_bytes": _given(max_body_bytes, receiver, "max_body_bytes"),
+        "fail_on_handler_error": _given(fail_on_handler_error, receiver, "fail_on_handler_error"),
+    }
+
+    @blueprint.record
+    def register(state: BlueprintSetupState) -> None:
+        registered = f"{state.name_prefix}.{state.name}".lstrip(".")
+        record = _resolve(t.cast(Flask, state.app), registered, receiver, arguments)
+        state.app.extensions.setdefault(EXTENSION, {})[registered] = record
+        # Each view holds its app's settings, bound here: no per-request look-up through
+        # current_app.
+        for rule, endpoint, hint in ROUTES:
+            view = functools.partial(_view, record, hint)
+            # strict_slashes=False: with and without the trailing slash, and never a redirect,
+            # which would make the sender drop the body.
+            for path, suffix in ((rule, ""), ("/<token>" + rule, "_token")):
+                state.add_url_rule(
+                    path,
+                    endpoint + suffix,
+                    view,
+                    methods=["GET", "HEAD", "POST"],
+                    strict_slashes=False,
+                )
+
+    return blueprint
+
+
+def _key_list(value: object, name: str) -> tuple[str, ...]:
+    return settings.text_list(value, name, item="key")
+
+
+def _given(argument: object, receiver: Receiver, name: str) -> t.Any:
+    return argument if argument is not None else receiver.blueprint_defaults.get(name)
+
+
+def _resolve(
+    app: Flask, name: str, receiver: Receiver, arguments: t.Mapping[str, t.Any]
+) -> BlueprintSettings:
+    """Resolve what blueprint ``name`` needs for ``app``; the checks of every setting run here,
+    so that a mistake fails at start-up."""
+    config = app.config
+    where = f"Blueprint {name!r}"
+    try:
+        none: tuple[str, ...] = ()
+        keys = settings.resolve(
+            "client_keys", receiver.client_keys or None, config, none, _key_list
+        )
+        app_receiver = receiver if keys == receiver.client_keys else receiver.with_client_keys(keys)
+        app_receiver.check()
+        auth = RequestAuth.from_settings(
+            config,
+            authenticate=arguments["authenticate"],
+            **{setting: arguments[setting] for setting in SETTINGS},
+        )
+        max_body_bytes = settings.resolve(
+            "max_body_bytes",
+            arguments["max_body_bytes"],
+            config,
+            DEFAULT_MAX_BODY_BYTES,
+            settings.positive_int,
+        )
+        fail_on_handler_error = settings.resolve(
+            "fail_on_handler_error", arguments["fail_on_handler_error"], config, True, settings.flag
+        )
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{where}: {error}") from None
+    auth.warn_if_weak(
+        where=where,
+        client_keys=bool(app_receiver.client_keys),
+        allow_unauthenticated=app_receiver.allow_unauthenticated,
+    )
+    prefix = f"{name}."
+    return BlueprintSettings(
+        name=name,
+        receiver=app_receiver,
+        auth=auth,
+        max_body_bytes=max_body_bytes,
+        fail_on_handler_error=fail_on_handler_error,
+        endpoints={hint: prefix + endpoint for _, endpoint, hint in ROUTES},
+    )
+
+
+def _view(record: BlueprintSettings, source_hint: str | None, token: str | None = None) -> Response:
+    # Every attribute read through Flask's context proxies costs a look-up; this view is the
+    # hot path of the whole package, so it resolves the request proxy once.
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    auth = record.auth
+    receiver = record.receiver
+    if token is not None and not auth.url_tokens:
+        # No tokens configured: a token segment is just a path that does not exist.
+        return _not_found()
+    seen: RequestView | None = None
+    if auth.layers:
+        seen = _request_view(req, auth, token)
+        # The layers that need no body run before a byte of it is read.
+        failed = auth.check(seen, hook=False)
+        if failed is not None:
+            return _refuse(receiver, failed)
+    post = req.method == "POST"
+    body = b""
+    if post:
+        try:
+            body = _read_body(receiver, req, record.max_body_bytes)
+        except PayloadTooLargeError as error:
+            return _problem(error)
+    if seen is not None and auth.authenticate is not None:
+        # The hook sees the body, which is what a signature would cover.
+        failed = auth.check_hook(dataclasses.replace(seen, body=body))
+        if failed is not None:
+            return _refuse(receiver, failed)
+    if not post:
+        return _json({"status": "ok", "receiver": "yalgaar-receiver", "blueprint": record.name})
+    try:
+        outcome = receiver.handle(body, source_hint=source_hint)
+    except (*REFUSALS, DispatchUnavailableError) as error:
+        return _problem(error)
+    status = 500 if outcome.failed and record.fail_on_handler_error else 200
+    summary = _summary(outcome, deduplicating=receiver.dedupe is not None)
+    return Response(summary, status=status, content_type="application/json")
+
+
+def _request_view(req: Request, auth: RequestAuth, token: str | None) -> RequestView:
+    """The framework-free view of the current request that the layers check.
+
+    An ``authenticate`` hook sees everything; without one, only the fields that the configured
+    layers read are collected (each costs look-ups in the WSGI environ on every request).
+    """
+    layers = auth.layers
+    everything = "authenticate" in layers
+    environ = req.environ
+    remote = None
+    if everything or "network" in layers:
+        # Behind Werkzeug's ProxyFix, count the proxies from the socket's side as if it were not
+        # there, so that trusted_proxies means the same with and without it.
+        original = environ.get("werkzeug.proxy_fix.orig", {})
+        remote = original.get("REMOTE_ADDR", environ.get("REMOTE_ADDR"))
+        forwarded = original.get("HTTP_X_FORWARDED_FOR", environ.get("HTTP_X_FORWARDED_FOR"))
+        if auth.trusted_proxies == 0:
+            remote = req.remote_addr
+        remote = client_address(remote, forwarded, auth.trusted_proxies)
+    basic = None
+    if everything or "basic_auth" in layers:
+        authorization = req.authorization
+        if authorization is not None and authorization.type == "basic":
+            basic = (authorization.username or "", authorization.password or "")
+    headers: dict[str, str] = {}
+    for key, value in req.headers.items() if everything else ():
+        key = key.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    query: dict[str, tuple[str, ...]] = {}
+    # Parsing an empty query string still builds a MultiDict; a webhook URL rarely has one.
+    if (everything or "url_token" in layers) and environ.get("QUERY_STRING"):
+        args = req.args
+        query = {k: tuple(args.getlist(k)) for k in args}
+    return RequestView(
+        method=req.method,
+        path=req.path,
+        remote_addr=remote,
+        query=query,
+        headers=headers,
+        basic_auth=basic,
+        url_token=token,
+    )
+
+
+def _refuse(receiver: Receiver, failed: str) -> Response:
+    """The 403 for a failed layer, the same whichever failed."""
+    error = AuthenticationError(
+        f"The request from {request.remote_addr!r} failed the {failed} check.", layer=failed
+    )
+    receiver.refused(error)
+    return _problem(error)
+
+
+def _read_body(receiver: Receiver, req: Request, limit: int) -> bytes:
+    """Read at most one byte more than the limit, so an oversized body is never read whole."""
+    length = req.content_length
+    if length is not None and length > limit:
+        error = PayloadTooLargeError(
+            f"The body has {length} bytes, more than max_body_bytes={limit}.",
+            limit=limit,
+            actual=length,
+        )
+        receiver.refused(error)
+        raise error
+    # A chunked body has no Content-Length: read in pieces and stop one byte past the limit,
+    # whatever the server's stream does with a large read() (some return short reads).
+    stream = req.stream
+    parts: list[bytes] = []
+    size = 0
+    # With a Content-Length, stop when it has arrived instead of asking for more and getting b"".
+    while size <= limit and size != length:
+        part = stream.read(min(_READ_SIZE, limit + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > limit:
+        error = PayloadTooLargeError(
+            f"The body has more than max_body_bytes={limit} bytes.", limit=limit
+        )
+        receiver.refused(error)
+        raise error
+    return b"".join(parts)
+
+
+def _json(
+    body: t.Mapping[str, t.Any], status: int = 200, mimetype: str = "application/json"
+) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype=mimetype)
+
+
+def _not_found() -> Response:
+    return _json({"type": "about:blank", "title": "Not Found", "status": 404}, 404, _PROBLEM)
+
+
+def _problem(error: YalgaarError) -> Response:
+    status, title = next(_REFUSAL_STATUS[c] for c in type(error).__mro__ if c in _REFUSAL_STATUS)
+    body: dict[str, t.Any] = {"type": "about:blank", "title": title, "status": status}
+    if isinstance(error, AuthenticationError):
+        # Saying which check, envelope or why would help someone guessing; the log has it.
+        body["detail"] = "The request is not authenticated."
+    else:
+        body["detail"] = str(error)
+    if isinstance(error, InvalidEnvelopeError):
+        body["messages"] = error.messages
+        if error.rejected:
+            body["rejected"] = [_rejection(r) for r in error.rejected]
+    response = _json(body, status, _PROBLEM)
+    if isinstance(error, DispatchUnavailableError):
+        # Whole seconds: the only form of Retry-After besides an HTTP date.
+        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return response
+
+
+def _summary(outcome: Outcome, *, deduplicating: bool) -> str:
+    """The answer to a handled request, as compact ASCII JSON (a lone surrogate from the input
+    stays representable); ``duplicates`` only with a de-duplication store."""
+    rejected = json.dumps([_rejection(r) for r in outcome.rejected], separators=(",", ":"))
+    duplicates = f',"duplicates":{len(outcome.duplicates)}' if deduplicating else ""
+    return (
+        f'{{"accepted":{len(outcome.accepted)},"rejected":{rejected},'
+        f'"failed":{len(outcome.failed)}{duplicates}}}'
+    )
+
+
+def _rejection(rejection: Rejection) -> dict[str, t.Any]:
+    return {"envelope": rejection.envelope, "index": rejection.index, "errors": rejection.errors}

@@ -1,0 +1,120 @@
+"""``RedisPresenceStore``: presence state in Redis, shared by every process that uses it.
+
+The rules are those of :class:`~yalgaar_receiver.presence.memory.MemoryPresenceStore`, written in
+Lua (``lua/common.lua``, ``lua/apply.lua``, ``lua/sweep.lua`` beside this module) so that Redis
+runs each call atomically.
+
+Imports: the standard library and the presence model; the application builds the Redis client.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from importlib import resources
+
+from .. import settings
+from .._redis import RedisClient, text
+from .model import ChangeKind, PresenceChange, PresenceRules, PresenceUpdate
+
+__all__ = ["RedisPresenceStore"]
+
+
+def _script(name: str) -> str:
+    folder = resources.files(__package__).joinpath("lua")
+    return folder.joinpath("common.lua").read_text("utf-8") + folder.joinpath(name).read_text(
+        "utf-8"
+    )
+
+
+_LUA_APPLY: t.Final = _script("apply.lua")
+_LUA_SWEEP: t.Final = _script("sweep.lua")
+
+
+class RedisPresenceStore:
+    """Presence state in Redis, shared by every process that uses the same server and prefix.
+
+    Each call is one Lua script, run atomically by the server, so two app servers applying events
+    for the same channel at once still produce each transition exactly once, and a due departure
+    is confirmed by whichever process sweeps first. One server or a primary with replicas: the
+    scripts compute their keys, so Redis Cluster is not supported.
+
+    :param redis_client: a ``redis.Redis`` (or compatible) client; ``decode_responses`` may be
+        either.
+    :param prefix: the start of every key this store writes; give each tracker its own.
+    :param sweep_limit: the most due entries one script settles, so that one call never holds
+        the server for long; :meth:`sweep` repeats until the backlog is gone.
+    """
+
+    def __init__(
+        self,
+        redis_client: RedisClient,
+        *,
+        prefix: str = "yalgaar:presence:",
+        sweep_limit: int = 200,
+    ) -> None:
+        self.client = redis_client
+        self.prefix = prefix
+        self.sweep_limit = settings.positive_int(sweep_limit, "sweep_limit")
+        self._apply_script = redis_client.register_script(_LUA_APPLY)
+        self._sweep_script = redis_client.register_script(_LUA_SWEEP)
+
+    def __repr__(self) -> str:
+        return f"<RedisPresenceStore prefix={self.prefix!r}>"
+
+    def apply(
+        self, update: PresenceUpdate, now: float, rules: PresenceRules
+    ) -> list[PresenceChange]:
+        grace = rules.grace_seconds
+        ttl = rules.member_ttl
+        reply = self._apply_script(
+            args=[
+                *self._common(now, rules),
+                update.action,
+                update.channel,
+                update.uuid,
+                "" if update.timestamp is None else repr(float(update.timestamp)),
+                repr(now + grace) if grace > 0 else "",
+                "" if ttl is None else repr(now + ttl),
+            ]
+        )
+        return _changes(reply)
+
+    def sweep(self, now: float, rules: PresenceRules) -> list[PresenceChange]:
+        changes: list[PresenceChange] = []
+        while True:
+            reply = self._sweep_script(args=self._common(now, rules))
+            changes.extend(_changes(reply))
+            if int(text(reply[0])) < self.sweep_limit:
+                return changes
+
+    def next_deadline(self) -> float | None:
+        first = self.client.zrange(self.prefix + "due", 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    def members(self, channel: str) -> frozenset[str]:
+        return frozenset(text(m) for m in self.client.smembers(self._members_key(channel)))
+
+    def occupancy(self, channel: str) -> int:
+        return int(self.client.scard(self._members_key(channel)))
+
+    def departing(self, channel: str) -> frozenset[str]:
+        # "11:..." is present and pending; see the layout above _LUA_COMMON.
+        states = self.client.hgetall(f"{self.prefix}state:{channel}")
+        return frozenset(text(u) for u, state in states.items() if text(state)[:2] == "11")
+
+    def channels(self) -> frozenset[str]:
+        return frozenset(text(c) for c in self.client.smembers(self.prefix + "channels"))
+
+    def _members_key(self, channel: str) -> str:
+        return f"{self.prefix}members:{channel}"
+
+    def _common(self, now: float, rules: PresenceRules) -> list[str]:
+        return [self.prefix, repr(now), repr(now + rules.watermark_ttl), str(self.sweep_limit)]
+
+
+def _changes(reply: t.Sequence[bytes | str]) -> list[PresenceChange]:
+    items = [text(v) for v in reply[1:]]
+    return [
+        PresenceChange(kind=ChangeKind(items[i]), channel=items[i + 1], uuid=items[i + 2])
+        for i in range(0, len(items), 3)
+    ]
