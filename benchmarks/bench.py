@@ -57,7 +57,7 @@ HTTP_ITEMS = (1, 200)
 WORKERS = (1, 2)
 #: Rounds per envelope size: more for the one-item bodies, whose ratio is a target.
 ROUNDS = {1: 10, 200: 2}
-#: The side whose ratio to the floor is the issue's target; the others are reported beside it.
+#: The side whose ratio to the floor is the target; the others are reported beside it.
 TARGET_SIDE = "receiver"
 
 
@@ -398,7 +398,7 @@ def http(report: Report, seconds: float) -> None:
         "(`request.get_json()`, 204). `receiver` is the blueprint with one no-op handler per "
         "event signal (`on_bind`, `on_unbind`, `on_presence`, `on_message`, `on_unknown`), "
         "answering its JSON summary, protected by the client key alone "
-        "(`allow_client_key_only=True`): the issue's set-up, and the target. "
+        "(`allow_client_key_only=True`): the target. "
         "`receiver+token` is the same with the secret URL token that docs/security.md "
         "recommends, reported beside it. Floor and receivers take turns, "
         + ", ".join(f"{ROUNDS[n]} rounds for {n}-item bodies" for n in HTTP_ITEMS)

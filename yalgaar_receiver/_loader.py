@@ -43,22 +43,34 @@ _FIELD_MACHINERY: t.Final = ("deserialize", "_validate_missing", "_validate")
 #: What :meth:`Loader.load` gives for one mapping: the loaded data, or the messages.
 Loaded = tuple[dict[str, t.Any] | None, dict[str, t.Any] | None]
 
+_MISSING: t.Final = missing
+#: How many texts a pure field's memory holds before it starts afresh: the channels, actions
+#: and timestamps of a stream repeat (a batch shares a few timestamps; apps use few channels),
+#: and junk input cannot grow it.
+_REMEMBERED: t.Final = 1024
+
 
 class _Plan(t.NamedTuple):
     """What one field does, read off the field object once."""
 
-    attribute: str  # where the loaded value goes
     key: str  # where the value is read from
-    field: Field[t.Any]
+    attribute: str  # where the loaded value goes
     required: list[t.Any] | None  # the messages when the key is missing, if required
     null: list[t.Any] | None  # the messages when the value is null, if that is refused
-    default: t.Any
-    pre_load: tuple[t.Callable[[t.Any], t.Any], ...]
-    post_load: tuple[t.Callable[[t.Any], t.Any], ...]
-    deserialize: t.Callable[..., t.Any]
-    validate: t.Callable[[t.Any], t.Any] | None
-    exact: bool  # the field replaces deserialize: call it as marshmallow would
-    pure: bool  # equal texts give equal values: read once per batch
+    default: t.Any  # the load_default, or a function that makes it
+    factory: bool  # default is a function to call
+    # _deserialize, or the field's own deserialize; None for a field whose class keeps
+    # Field._deserialize, which returns the value as it came (fields.Raw does).
+    deserialize: t.Callable[..., t.Any] | None
+    # Everything between the null check and the loaded value, for a field that has pre_load or
+    # post_load functions or validators (None for the common field that has none).
+    rest: t.Callable[[t.Any, dict[str, t.Any]], t.Any] | None
+    # The field's own deserialize, for a field whose class replaces it: called as marshmallow
+    # calls it, missing and null values included; None for every other field.
+    exact: t.Callable[..., t.Any] | None
+    # The values read from texts so far, for a field whose value depends on the text alone
+    # (``pure``); None for any other field.
+    seen: dict[str, t.Any] | None
 
 
 class Loader:
@@ -86,39 +98,49 @@ class Loader:
         """Whether mappings are loaded through the derived path."""
         return self._plans is not None
 
-    def memo(self) -> list[dict[str, t.Any] | None]:
-        """Fresh per-batch memory for :meth:`load`: one dict per field that may reuse a value."""
-        return [({} if plan.pure else None) for plan in self._plans or ()]
-
-    def load(self, data: object, memo: list[dict[str, t.Any] | None] | None = None) -> Loaded:
-        """Load one mapping: ``(loaded data, None)``, or ``(None, messages)``.
-
-        :param memo: from :meth:`memo`, shared by the mappings of one batch.
-        """
+    def load(self, data: object) -> Loaded:
+        """Load one mapping: ``(loaded data, None)``, or ``(None, messages)``."""
         plans = self._plans
         if plans is None or type(data) is not dict:
             return self._marshmallow(data)
-        if memo is None:
-            memo = self.memo()
+        get = data.get
         loaded: dict[str, t.Any] = {}
         errors: dict[str, t.Any] | None = None
-        for plan, seen in zip(plans, memo, strict=True):
-            raw = data.get(plan.key, missing)
+        # Field.deserialize, step by step, with what it looks up on every call read once.
+        for key, attribute, required, null, default, factory, read, rest, exact, seen in plans:
+            raw = get(key, _MISSING)
             if seen is not None and type(raw) is str:
-                value = seen.get(raw, missing)
-                if value is not missing:
-                    loaded[plan.attribute] = value
+                value = seen.get(raw, _MISSING)
+                if value is not _MISSING:
+                    loaded[attribute] = value
                     continue
             try:
-                value = _field_value(plan, raw, data)
+                if exact is not None:
+                    value = exact(raw, key, data)
+                elif raw is _MISSING:
+                    if required is not None:
+                        raise ValidationError(required)
+                    value = default() if factory else default
+                elif raw is None:
+                    if null is not None:
+                        raise ValidationError(null)
+                    value = None
+                elif rest is not None:
+                    value = rest(raw, data)
+                elif read is not None:
+                    value = read(raw, key, data)
+                else:
+                    value = raw
             except ValidationError as error:
                 if errors is None:
                     errors = {}
-                errors[plan.key] = error.messages
+                errors[key] = error.messages
                 continue
-            if value is not missing:
-                loaded[plan.attribute] = value
+            if value is not _MISSING:
+                loaded[attribute] = value
                 if seen is not None and type(raw) is str:
+                    if len(seen) >= _REMEMBERED:
+                        seen.clear()  # bounded, whatever the input
                     seen[raw] = value
         if errors is not None:
             return None, errors
@@ -134,28 +156,29 @@ class Loader:
             return None, messages
 
 
-def _field_value(plan: _Plan, raw: object, data: dict[str, t.Any]) -> t.Any:
-    """``Field.deserialize``, step by step, with what it looks up every time read once."""
-    if plan.exact:
-        return plan.deserialize(raw, plan.key, data)
-    if raw is missing:
-        if plan.required is not None:
-            raise ValidationError(plan.required)
-        default = plan.default
-        return default() if callable(default) else default
-    if raw is None and plan.null is not None:
-        raise ValidationError(plan.null)
-    value = raw
-    for function in plan.pre_load:
-        value = function(value)
-    if value is None and plan.null is None:
-        return None
-    value = plan.deserialize(value, plan.key, data)
-    if plan.validate is not None:
-        plan.validate(value)
-    for function in plan.post_load:
-        value = function(value)
-    return value
+def _rest(field: Field[t.Any], key: str) -> t.Callable[[t.Any, dict[str, t.Any]], t.Any]:
+    """What ``Field.deserialize`` does after its null check, for a field with pre_load or
+    post_load functions or validators."""
+    pre_load = tuple(field.pre_load)
+    post_load = tuple(field.post_load)
+    deserialize = field._deserialize
+    # _validate chains every validator and reports all their messages, as a load does.
+    validate = field._validate if field.validators else None
+    allow_none = field.allow_none
+
+    def rest(value: t.Any, data: dict[str, t.Any]) -> t.Any:
+        for function in pre_load:
+            value = function(value)
+        if value is None and allow_none:
+            return None
+        value = deserialize(value, key, data)
+        if validate is not None:
+            validate(value)
+        for function in post_load:
+            value = function(value)
+        return value
+
+    return rest
 
 
 def _plans(schema: Schema) -> tuple[_Plan, ...] | None:
@@ -179,22 +202,22 @@ def _plans(schema: Schema) -> tuple[_Plan, ...] | None:
             getattr(type(field), method) is not getattr(Field, method)
             for method in _FIELD_MACHINERY
         )
+        key = field.data_key if field.data_key is not None else name
+        plain = not (field.pre_load or field.post_load or field.validators)
         plans.append(
             _Plan(
+                key=key,
                 attribute=attribute,
-                key=field.data_key if field.data_key is not None else name,
-                field=field,
                 required=_messages(field, "required") if field.required else None,
                 null=None if field.allow_none else _messages(field, "null"),
                 default=field.load_default,
-                pre_load=tuple(field.pre_load),
-                post_load=tuple(field.post_load),
-                deserialize=field.deserialize if exact else field._deserialize,
-                # _validate chains every validator and reports all their messages, as a load
-                # does; a field without validators skips it.
-                validate=field._validate if field.validators else None,
-                exact=exact,
-                pure=getattr(field, "pure", False) is True,
+                factory=callable(field.load_default),
+                deserialize=(
+                    None if type(field)._deserialize is Field._deserialize else field._deserialize
+                ),
+                rest=None if plain or exact else _rest(field, key),
+                exact=field.deserialize if exact else None,
+                seen={} if getattr(field, "pure", False) is True else None,
             )
         )
     return tuple(plans)

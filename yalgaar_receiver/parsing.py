@@ -37,18 +37,16 @@ _BOM: t.Final = b"\xef\xbb\xbf"
 
 
 class Envelope(t.NamedTuple):
-    """One envelope found in a body, before its items are validated.
+    """One envelope found in a body, before its items are validated."""
 
-    :param kind: ``"presence"``, ``"message"`` or ``"unknown"``; ``None`` when neither the
-        envelope nor the endpoint says, and each item decides.
-    :param source: the ``source`` text as received (``""`` when absent or not a string).
-    :param client_key: the ``clientKey`` when it is a string, else ``None``.
-    :param items: the ``data`` items, not yet validated.
-    """
-
+    #: ``"presence"``, ``"message"`` or ``"unknown"``; ``None`` when neither the envelope nor
+    #: the endpoint says, and each item decides.
     kind: str | None
+    #: The ``source`` text as received (``""`` when absent or not a string).
     source: str
+    #: The ``clientKey`` when it is a string, else ``None``.
     client_key: str | None
+    #: The ``data`` items, not yet validated.
     items: list[t.Any]
 
 
@@ -80,12 +78,14 @@ class Parser:
         self.max_depth = max_depth
         self.envelope_schema = EnvelopeSchema()
         self._envelope = Loader(self.envelope_schema, derive=derive)
-        self._items: dict[str, Loader] = {
-            kind: Loader(schema, schema.load_data, derive=derive)
-            for kind, schema in (
-                ("presence", _schema(presence_schema, PresenceItemSchema, "presence_schema")),
-                ("message", _schema(message_schema, MessageItemSchema, "message_schema")),
-            )
+        self._schemas: dict[str, ItemSchema] = {
+            "presence": _schema(presence_schema, PresenceItemSchema, "presence_schema"),
+            "message": _schema(message_schema, MessageItemSchema, "message_schema"),
+        }
+        # Each kind's loader, and the schema's make_event beside it.
+        self._items: dict[str, tuple[Loader, t.Callable[..., Event]]] = {
+            kind: (Loader(schema, schema.load_data, derive=derive), schema.make_event)
+            for kind, schema in self._schemas.items()
         }
 
     @property
@@ -95,7 +95,7 @@ class Parser:
 
     def schema(self, kind: str) -> ItemSchema:
         """The schema that loads items of ``kind`` (``"presence"`` or ``"message"``)."""
-        return t.cast(ItemSchema, self._items[kind].schema)
+        return self._schemas[kind]
 
     def parse(self, body: bytes | str | object, *, source_hint: str | None = None) -> Batch:
         """:meth:`read`, then :meth:`load`."""
@@ -106,13 +106,17 @@ class Parser:
 
         :raises InvalidEnvelopeError: not JSON, too deep, or no envelope at all.
         """
-        if source_hint is not None and source_hint not in wire.SOURCES.values():
+        if source_hint is not None and source_hint not in self._items:
             raise ValueError(
-                f"source_hint must be one of {sorted(wire.SOURCES.values())} or None, "
-                f"not {source_hint!r}."
+                f"source_hint must be one of {sorted(self._items)} or None, not {source_hint!r}."
             )
         document = _decode(body, self.max_depth)
-        candidates, in_list = self._candidates(document)
+        wrapped = document.get("items") if type(document) is dict else None
+        candidates: list[object]
+        if type(wrapped) is dict:
+            candidates, in_list = [wrapped], False  # the shape of the doc
+        else:
+            candidates, in_list = self._candidates(document)
         envelopes = []
         for position, candidate in enumerate(candidates):
             data, messages = self._envelope.load(candidate)
@@ -139,25 +143,31 @@ class Parser:
 
     def load(self, envelopes: t.Sequence[Envelope]) -> Batch:
         """Validate every item of every envelope: events in body order, and the rejected items."""
+        events, rejected = self.load_items(envelopes)
+        return Batch(
+            events=events,
+            rejected=rejected,
+            client_keys=tuple(envelope.client_key for envelope in envelopes),
+        )
+
+    def load_items(
+        self, envelopes: t.Sequence[Envelope]
+    ) -> tuple[tuple[Event, ...], tuple[Rejection, ...]]:
+        """:meth:`load` without the :class:`~yalgaar_receiver.Batch` around its result."""
         events: list[Event] = []
         rejected: list[Rejection] = []
-        # One memory per body: the items of a batch share timestamps, channels and actions.
-        memos = {kind: loader.memo() for kind, loader in self._items.items()}
         for position, (kind, source, client_key, items) in enumerate(envelopes):
             key = client_key or ""
             for index, item in enumerate(items):
                 item_kind = kind or _infer_kind(item)
-                loader = self._items.get(item_kind)
-                if loader is None:
+                found = self._items.get(item_kind)
+                if found is None:
                     event: Event | None = _unknown_event(item, source, key)
                     messages = None if event is not None else {"_schema": [_NOT_AN_OBJECT]}
                 else:
-                    data, messages = loader.load(item, memos[item_kind])
-                    event = None
-                    if data is not None:
-                        event = t.cast(ItemSchema, loader.schema).make_event(
-                            data, raw=item, client_key=key
-                        )
+                    loader, make_event = found
+                    data, messages = loader.load(item)
+                    event = None if data is None else make_event(data, raw=item, client_key=key)
                 if event is not None:
                     events.append(event)
                 else:
@@ -165,11 +175,7 @@ class Parser:
                     rejected.append(
                         Rejection(envelope=position, index=index, errors=messages, raw=item)
                     )
-        return Batch(
-            events=tuple(events),
-            rejected=tuple(rejected),
-            client_keys=tuple(envelope.client_key for envelope in envelopes),
-        )
+        return tuple(events), tuple(rejected)
 
     def _candidates(self, document: object) -> tuple[list[object], bool]:
         """The objects that should be envelopes, and whether they came from a list."""
@@ -287,7 +293,10 @@ def _loads(text: str, max_depth: int, what: str) -> object:
     except ValueError as error:
         # Covers JSONDecodeError and integers beyond Python's digit limit.
         raise InvalidEnvelopeError(f"{what} is not valid JSON: {error}.") from None
-    _check_depth(value, max_depth)
+    # Every array and object opens with a bracket, so a text with no more brackets than
+    # max_depth (strings included) cannot nest deeper: a one-item webhook needs no walk.
+    if text.count("{") + text.count("[") > max_depth:
+        _check_depth(value, max_depth)
     return value
 
 

@@ -28,7 +28,7 @@ from .delivery.dedupe import (
     KeyFunction,
     event_key,
 )
-from .delivery.dispatch import Dispatcher, InlineDispatcher
+from .delivery.dispatch import Dispatcher, Emit, InlineDispatcher
 from .events import (
     Batch,
     BindEvent,
@@ -37,6 +37,7 @@ from .events import (
     MessageEvent,
     Outcome,
     PresenceEvent,
+    Rejection,
     UnbindEvent,
     UnknownEvent,
 )
@@ -252,31 +253,40 @@ class Receiver:
             )
             if not self.client_keys:
                 return self.with_client_keys(client_keys).handle(body, source_hint=source_hint)
-        self.check()
+        if not self.client_keys and not self.allow_unauthenticated:
+            self.check()  # raises
         try:
-            batch = self._read(body, source_hint)
+            envelopes, events, rejected = self._read(body, source_hint)
         except REFUSALS as error:
             self.refused(error)
             raise
-        self._notify(signals.envelope_received, batch=batch)
-        for rejection in batch.rejected:
+        if signals.envelope_received.receivers:
+            keys = tuple(envelope.client_key for envelope in envelopes)
+            batch = Batch(events=events, rejected=rejected, client_keys=keys)
+            self._notify(signals.envelope_received, batch=batch)
+        for rejection in rejected:
             self._notify(signals.event_rejected, rejection=rejection)
         # Duplicates found while the dispatcher runs (all of them, inline) go into the outcome;
         # a background dispatcher finds them later, and only the signal sees those.
         duplicates: list[Event] = []
+        if self.dedupe is None:
+            emit: Emit = self._run  # what emit() comes down to without a store
+        else:
 
-        def emit(event: Event) -> tuple[HandlerFailure, ...]:
-            return self._emit(event, duplicates)
+            def emit(event: Event) -> tuple[HandlerFailure, ...]:
+                return self._emit(event, duplicates)
 
-        failures = self.dispatcher.dispatch(batch.events, emit)
+        failures = self.dispatcher.dispatch(events, emit)
         return Outcome(
-            accepted=batch.events,
-            rejected=batch.rejected,
+            accepted=events,
+            rejected=rejected,
             failed=tuple(failures),
             duplicates=tuple(duplicates),
         )
 
-    def _read(self, body: object, source_hint: str | None) -> Batch:
+    def _read(
+        self, body: object, source_hint: str | None
+    ) -> tuple[list[Envelope], tuple[Event, ...], tuple[Rejection, ...]]:
         envelopes = self.parser.read(body, source_hint=source_hint)
         count = sum(len(envelope.items) for envelope in envelopes)
         if count > self.max_items:
@@ -287,15 +297,15 @@ class Receiver:
             )
         if self.client_keys:
             self._authenticate(envelopes)
-        batch = self.parser.load(envelopes)
-        if self.strict and batch.rejected:
+        events, rejected = self.parser.load_items(envelopes)
+        if self.strict and rejected:
             raise InvalidEnvelopeError(
-                f"{len(batch.rejected)} item(s) are malformed and the receiver is strict; "
+                f"{len(rejected)} item(s) are malformed and the receiver is strict; "
                 "see 'rejected' for each one.",
                 messages={"data": ["Malformed items; see 'rejected'."]},
-                rejected=batch.rejected,
+                rejected=rejected,
             )
-        return batch
+        return envelopes, events, rejected
 
     def _authenticate(self, envelopes: t.Sequence[Envelope]) -> None:
         for position, envelope in enumerate(envelopes):
@@ -439,6 +449,8 @@ class Receiver:
 
     def _notify(self, signal: Signal, **kwargs: t.Any) -> None:
         """Send a bookkeeping signal; a subscriber that raises is logged and ignored."""
+        if not signal.receivers:
+            return  # the common case, and cheaper to tell here than after building the call
 
         def ignored(subscriber: t.Callable[..., t.Any], error: BaseException) -> None:
             logger.error(

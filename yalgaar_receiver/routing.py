@@ -29,7 +29,6 @@ __all__ = [
     "Matcher",
     "Registry",
     "Route",
-    "call",
     "compile_filter",
     "compile_filters",
     "deliver",
@@ -187,7 +186,8 @@ def deliver(
     failed: OnFailure,
 ) -> None:
     """Call each route whose filters accept ``subject`` with ``args``, then each subscriber of
-    each of ``signals`` for ``sender`` with ``(sender, **kwargs)``; isolate every call.
+    each of ``signals`` for ``sender`` with ``(sender, **kwargs)``; isolate every call. An
+    ``async def`` handler or subscriber is run to completion.
 
     :param failed: called at once with each call that raised, before the next call runs (so
         that what it reports comes in the order things happened); the others all run.
@@ -196,7 +196,10 @@ def deliver(
         if route.filters and not route.matches(subject):
             continue
         try:
-            call(route.handler, *args)
+            result = route.handler(*args)
+            # Most handlers return None; asking inspect about it costs more than the call.
+            if result is not None and inspect.isawaitable(result):
+                _wait(result)
         except ISOLATED as error:
             failed(route.handler, error)
     for signal in signals:
@@ -205,17 +208,11 @@ def deliver(
             continue
         for subscriber in signal.receivers_for(sender):
             try:
-                call(subscriber, sender, **kwargs)
+                result = subscriber(sender, **kwargs)
+                if result is not None and inspect.isawaitable(result):
+                    _wait(result)
             except ISOLATED as error:
                 failed(subscriber, error)
-
-
-def call(func: t.Callable[..., t.Any], /, *args: t.Any, **kwargs: t.Any) -> None:
-    """Call a handler; run it to completion when it is ``async def``."""
-    result = func(*args, **kwargs)
-    # Most handlers return None; asking inspect about it costs more than the call.
-    if result is not None and inspect.isawaitable(result):
-        _wait(result)
 
 
 def _wait(awaitable: t.Awaitable[t.Any]) -> None:

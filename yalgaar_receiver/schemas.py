@@ -120,7 +120,10 @@ class EnvelopeSchema(Schema):
 
     def source_of(self, data: t.Mapping[str, t.Any]) -> t.Any:
         """The source as sent, from the first of :attr:`source_fields` that was present."""
-        return next((data[name] for name in self.source_fields if name in data), None)
+        for name in self.source_fields:
+            if name in data:
+                return data[name]
+        return None
 
     @functools.cached_property
     def wire_keys(self) -> frozenset[str]:
@@ -187,8 +190,8 @@ class ItemSchema(Schema):
         field a subclass declares, a value a hook added), and the keys of ``raw`` that no field
         of this schema declares, as they came."""
         own, declared = self._event_fields, self._declared_keys
-        extra = {} if data.keys() <= own else {k: v for k, v in data.items() if k not in own}
-        if not raw.keys() <= declared:
+        extra = {} if own.issuperset(data) else {k: v for k, v in data.items() if k not in own}
+        if not declared.issuperset(raw):
             extra.update((k, v) for k, v in raw.items() if k not in declared)
         return extra
 

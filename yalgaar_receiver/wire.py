@@ -142,10 +142,11 @@ def read_timestamp(value: object) -> datetime | None:
         if not text:
             return None
         if text.isdigit() and text.isascii():
-            # Whole seconds, as the doc says: the common case, read without the regex.
+            # Whole seconds, as the doc says: the common case, read without the regex (and
+            # fromtimestamp gives what _EPOCH + timedelta gives, exactly, for whole seconds).
             number = int(text)
             if 0 < number < _SECONDS_BELOW:
-                return _EPOCH + timedelta(seconds=number)
+                return datetime.fromtimestamp(number, timezone.utc)
         elif _NUMBER.fullmatch(text):
             number = int(text) if text.lstrip("+-").isdigit() else float(text)
         else:

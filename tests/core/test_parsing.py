@@ -372,3 +372,26 @@ def test_very_deep_bodies_are_refused_not_crashed() -> None:
 def test_items_string_is_depth_checked_too() -> None:
     with pytest.raises(InvalidEnvelopeError, match="deeper"):
         parse_envelope(json.dumps({"items": _nested(100)}))
+
+
+def test_lone_surrogates_in_structured_values_are_refused_or_replaced() -> None:
+    # Text derived from a nested value (its JSON text) follows the rule of text: a message is
+    # rejected, an action gets U+FFFD; keys of nested objects count too.
+    items = [
+        {"channel": "c", "message": {"k": "\ud800"}},
+        {"channel": "c", "message": {"\udfff": 1}},
+        {"channel": "c", "message": ["ok", ["\ud83d"]]},
+        {"channel": "c", "message": {"k": "fine"}},
+    ]
+    batch = parse_envelope({"items": {"source": "Message", "data": items}})
+    assert [r.index for r in batch.rejected] == [0, 1, 2]
+    assert all("lone surrogate" in r.errors["message"][0] for r in batch.rejected)
+    [event] = batch.events
+    assert isinstance(event, MessageEvent) and event.message == '{"k":"fine"}'
+    presence = parse_envelope(
+        {"items": {"source": "Presence", "data": [{"channel": "c", "action": {"\ud800": "x"}}]}}
+    )
+    [unknown] = presence.events
+    assert isinstance(unknown, PresenceEvent)
+    assert unknown.raw_action == '{"\ufffd":"x"}'
+    unknown.raw_action.encode("utf-8")

@@ -51,3 +51,44 @@ def test_the_other_types_keep_their_rules() -> None:
         wire.read_timestamp(True)
     with pytest.raises(ValueError, match="got an array"):
         wire.read_timestamp([1])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # Valid ISO dates whose UTC time is outside datetime's range.
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "0001-01-01T00:59:59.999999+01:00",
+        # Numbers past year 9999 (only nanoseconds reach it, units going by magnitude), and
+        # beyond what a float holds.
+        10**21,
+        "3e20",
+        "260000000000000000000",
+        "1" + "0" * 400,
+        10**400,
+        1e300,
+    ],
+)
+def test_a_time_out_of_range_is_a_value_error_never_an_overflow(value: object) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        wire.read_timestamp(value)
+
+
+@given(
+    st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat()),
+)
+def test_every_iso_text_ends_in_a_value_or_a_value_error(text: str) -> None:
+    try:
+        moment = wire.read_timestamp(text)
+    except ValueError:
+        return
+    assert moment is not None and moment.tzinfo is timezone.utc
+
+
+def test_the_edges_that_fit_are_read() -> None:
+    assert wire.read_timestamp("0001-01-01T01:00:00+01:00") == datetime(
+        1, 1, 1, tzinfo=timezone.utc
+    )
+    top = wire.read_timestamp("9999-12-31T23:59:59.999999+00:00")
+    assert top == datetime.max.replace(tzinfo=timezone.utc)

@@ -339,3 +339,11 @@ def test_redis_store_reloads_its_scripts_after_a_restart(redis_server: RedisServ
         assert store.release(claim) is True
     finally:
         client.close()
+
+
+def test_a_store_is_true_empty_or_not(kit: Kit) -> None:
+    # ``if store:`` must not take a fresh store for none.
+    store = kit.make()
+    assert bool(store) is True
+    if isinstance(store, MemoryDedupeStore):
+        assert len(store) == 0

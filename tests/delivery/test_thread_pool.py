@@ -223,7 +223,7 @@ def test_close_drains_the_queue_and_later_requests_get_503() -> None:
 
     @receiver.on_message
     def slow(event: Event) -> None:
-        time.sleep(0.002)
+        time.sleep(0.002)  # a little work per event, so that later ones queue behind it
         assert event.uuid is not None
         order.append(event.uuid)
 
@@ -300,10 +300,16 @@ def test_an_emit_that_raises_loses_no_event_and_no_thread(tmp_path: Path) -> Non
 
 def test_without_a_sink_an_unrun_event_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     dispatcher = ThreadPoolDispatcher(max_workers=1)
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
     event = MessageEvent(channel="c", uuid="u", timestamp=None, message="keep me")
-    dispatcher.dispatch([event, event], lambda e: (gate.wait(WAIT), ())[1])
-    time.sleep(0.05)
+
+    def held(event: Event) -> tuple[()]:
+        started.set()
+        gate.wait(WAIT)
+        return ()
+
+    dispatcher.dispatch([event, event], held)
+    assert started.wait(WAIT)  # the first event is running, the second waits in the queue
     assert dispatcher.close(0.05) is False
     gate.set()
     assert '"message":"keep me"' in caplog.text

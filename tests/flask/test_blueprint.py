@@ -432,3 +432,61 @@ def test_an_empty_keys_setting_means_none_set() -> None:
         ConfigurationError, match="Blueprint 'yalgaar': The receiver has no client key"
     ):
         app.register_blueprint(create_blueprint(Receiver()))
+
+
+# -- registered names, and the settings each one resolved ---------------------------------------
+
+
+def test_one_blueprint_registered_twice_keeps_each_name_s_settings() -> None:
+    app = Flask(__name__)
+    app.config["YALGAAR_CLIENT_KEYS"] = KEY
+    receiver = Receiver()
+    app.register_blueprint(create_blueprint(receiver, url_tokens=["t-one"]), url_prefix="/a")
+    blueprint = create_blueprint(receiver, url_tokens=["t-two"])
+    app.register_blueprint(blueprint, url_prefix="/b", name="second")
+    assert blueprint_settings(app, "yalgaar").auth.url_tokens == ("t-one",)
+    second = blueprint_settings(app, "second")
+    assert second.name == "second" and second.auth.url_tokens == ("t-two",)
+    assert second.endpoints["presence"] == "second.presence"
+    # The keys came from the config: each name is served by a copy that has them.
+    assert second.receiver.client_keys == (KEY,) and receiver.client_keys == ()
+
+    from yalgaar_receiver.flask import WebhookClient
+
+    client = WebhookClient(app, blueprint="second")
+    assert client.url_for("presence") == "/b/t-two/presence"
+    response = client.post(payload("presence-bind.json"))
+    assert response.status_code == 200, response.json
+    with pytest.raises(LookupError, match="several receiver blueprints"):
+        blueprint_settings(app)
+
+
+def test_a_schema_subclass_validates_its_own_field_through_http() -> None:
+    from marshmallow import fields, validate
+
+    from yalgaar_receiver.schemas import MessageItemSchema
+
+    class Order(MessageItemSchema):
+        """The application's rule: every message names its region."""
+
+        region = fields.Str(required=True, validate=validate.OneOf(["eu", "us"]))
+
+    receiver = Receiver(client_keys=[KEY], message_schema=Order())
+    regions: list[object] = []
+    receiver.on_message(lambda event: regions.append(event.extra["region"]))
+    client = make_app(receiver).test_client()
+    items = [
+        {"channel": "c", "uuid": "u", "timestamp": "1", "message": "m", "region": "eu"},
+        {"channel": "c", "uuid": "u", "timestamp": "1", "message": "m", "region": "mars"},
+    ]
+    body = json.dumps({"items": {"source": "Message", "clientKey": KEY, "data": items}})
+    response = client.post("/yalgaar/message", data=body)
+    assert response.status_code == 200
+    assert response.json == {
+        "accepted": 1,
+        "rejected": [
+            {"envelope": 0, "index": 1, "errors": {"region": ["Must be one of: eu, us."]}}
+        ],
+        "failed": 0,
+    }
+    assert regions == ["eu"]

@@ -240,28 +240,17 @@ def test_wait_for_events_from_another_thread(receiver: Receiver) -> None:
         capture.wait_for(1, timeout=0.01)
 
 
-def test_public_names_of_the_kit_and_the_plugin() -> None:
-    import pytest_yalgaar
-    from yalgaar_receiver import cli, pytest_plugin, schemas, testing
-
-    assert testing.__all__ == [
-        "Capture",
-        "Payload",
-        "Record",
-        "bind",
-        "capture_events",
-        "message",
-        "message_envelope",
-        "presence_envelope",
-        "unbind",
-    ]
-    assert pytest_plugin.__all__ == ["yalgaar_app", "yalgaar_client", "yalgaar_events"]
-    # The former path of the plugin keeps the client.
-    assert pytest_yalgaar.__all__ == ["WebhookClient"]
-    assert cli.__all__ == ["main"]
-    assert "envelope_json_schema" in schemas.__all__
-    for module in (testing, pytest_plugin, pytest_yalgaar, cli):
-        assert all(getattr(module, name) is not None for name in module.__all__)
+def test_a_capture_reads_as_the_list_of_its_events(receiver: Receiver) -> None:
+    body = presence_envelope(
+        bind("lobby", "alice", at=AT), bind("lobby", "bob", at=AT), client_key=KEY
+    )
+    with capture_events(receiver) as capture:
+        assert len(capture) == 0 and list(capture) == []
+        receiver.handle(body.to_bytes())
+    assert len(capture) == 2
+    assert list(capture) == capture.events
+    assert [e.uuid for e in capture] == ["alice", "bob"]
+    assert capture[0].uuid == "alice" and [e.uuid for e in capture[1:]] == ["bob"]
 
 
 def test_capture_records_duplicates() -> None:

@@ -48,6 +48,16 @@ def post(url: str, body: bytes, *, timeout: float = DEFAULT_TIMEOUT) -> tuple[in
         raise click.ClickException(f"Cannot reach {url}: {reason(error)}.") from None
 
 
+#: ``--timeout``, as every command that posts takes it.
+timeout_option: t.Final = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for each answer.",
+)
+
+
 def check_url(url: str) -> str:
     """Refuse anything but an http(s) URL with a host, before a request is built."""
     parts = urllib.parse.urlsplit(url)

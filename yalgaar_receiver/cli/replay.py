@@ -7,7 +7,7 @@ import time
 import click
 
 from ._files import json_lines
-from ._http import DEFAULT_TIMEOUT, post, url_option
+from ._http import post, timeout_option, url_option
 
 
 @click.command()
@@ -20,13 +20,7 @@ from ._http import DEFAULT_TIMEOUT, post, url_option
     show_default=True,
     help="Requests per second, at most.",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_TIMEOUT,
-    show_default=True,
-    help="Seconds to wait for each answer.",
-)
+@timeout_option
 def replay(file: str, url: str, rate: float, timeout: float) -> None:
     """Re-post the bodies of a JSON-lines file (one body per line, as `listen --capture`
     writes them), then print how many answers had each status.

@@ -9,7 +9,7 @@ import click
 
 from .. import wire
 from ..testing import Payload, bind, message, message_envelope, presence_envelope, unbind
-from ._http import DEFAULT_TIMEOUT, MAX_BATCH, post, summarize, url_option
+from ._http import MAX_BATCH, post, summarize, timeout_option, url_option
 
 
 @click.command()
@@ -53,13 +53,7 @@ from ._http import DEFAULT_TIMEOUT, MAX_BATCH, post, summarize, url_option
     show_default=True,
     help="Seconds between requests (Yalgaar batches every 2 s).",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_TIMEOUT,
-    show_default=True,
-    help="Seconds to wait for each answer.",
-)
+@timeout_option
 def send(
     source: str,
     url: str,

@@ -140,6 +140,7 @@ class RequestAuth:
         "allow_client_key_only",
         "allowed_networks",
         "authenticate",
+        "layers",
         "trusted_proxies",
         "url_tokens",
     )
@@ -180,6 +181,9 @@ class RequestAuth:
             )
             if configured
         )
+        hook = ("authenticate",) if self.authenticate is not None else ()
+        #: The names of the configured layers, in the order they are checked.
+        self.layers: tuple[str, ...] = (*(name for name, _ in self._checks), *hook)
 
     @classmethod
     def from_settings(
@@ -211,12 +215,6 @@ class RequestAuth:
             f"trusted_proxies={self.trusted_proxies} "
             f"authenticate={'yes' if self.authenticate else 'no'}>"
         )
-
-    @property
-    def layers(self) -> tuple[str, ...]:
-        """The names of the configured layers, in the order they are checked."""
-        hook = ("authenticate",) if self.authenticate is not None else ()
-        return (*(name for name, _ in self._checks), *hook)
 
     def check(self, view: RequestView, *, hook: bool = True) -> str | None:
         """Check ``view`` against every configured layer; the first one that failed, or ``None``.

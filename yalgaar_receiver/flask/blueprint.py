@@ -409,7 +409,9 @@ def _problem(error: YalgaarError) -> Response:
 def _summary(outcome: Outcome, *, deduplicating: bool) -> str:
     """The answer to a handled request, as compact ASCII JSON (a lone surrogate from the input
     stays representable); ``duplicates`` only with a de-duplication store."""
-    rejected = json.dumps([_rejection(r) for r in outcome.rejected], separators=(",", ":"))
+    rejected = "[]"
+    if outcome.rejected:
+        rejected = json.dumps([_rejection(r) for r in outcome.rejected], separators=(",", ":"))
     duplicates = f',"duplicates":{len(outcome.duplicates)}' if deduplicating else ""
     return (
         f'{{"accepted":{len(outcome.accepted)},"rejected":{rejected},'
