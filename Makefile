@@ -5,12 +5,18 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint typecheck unit docs clean fuzz test-load bench
 
-$(BIN)/.installed: pyproject.toml
+# Two stamps: the demo needs the package alone (flask, marshmallow, blinker, click); the tests,
+# the docs and the benchmarks need the dev toolchain on top.
+$(BIN)/.package: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(BIN)/.installed: pyproject.toml $(BIN)/.package
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-demo: $(BIN)/.installed
+demo: $(BIN)/.package
 	$(BIN)/yalgaar-receiver demo
 
 test: lint typecheck unit docs

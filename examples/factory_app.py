@@ -46,10 +46,7 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
 
     @receiver.on_message(channel="chat-*")
     def chat(event: MessageEvent) -> None:
-        try:
-            body = event.json()
-        except ValueError:
-            body = event.message  # plain text is allowed too
+        body = event.json(default=event.message)  # plain text is allowed too
         log.info("%s said %r on %s", event.uuid, body, event.channel)
         seen.append(event)
 

@@ -22,7 +22,7 @@ def joined(event: BindEvent) -> None:
 
 @receiver.on_message(channel="orders-*")
 def order(event: MessageEvent) -> None:
-    print(event.json())
+    print(event.json(default=event.message))  # the text itself when it is not JSON
 
 
 app = Flask(__name__)

@@ -43,6 +43,7 @@ from .exceptions import ConfigurationError as ConfigurationError
 from .exceptions import DispatchUnavailableError as DispatchUnavailableError
 from .exceptions import InvalidEnvelopeError as InvalidEnvelopeError
 from .exceptions import PayloadTooLargeError as PayloadTooLargeError
+from .exceptions import UnsupportedEncodingError as UnsupportedEncodingError
 from .exceptions import YalgaarError as YalgaarError
 from .exceptions import YalgaarSecurityWarning as YalgaarSecurityWarning
 from .parsing import parse_envelope as parse_envelope
@@ -72,6 +73,7 @@ __all__ = [
     "ThreadPoolDispatcher",
     "UnbindEvent",
     "UnknownEvent",
+    "UnsupportedEncodingError",
     "YalgaarError",
     "YalgaarSecurityWarning",
     "create_blueprint",

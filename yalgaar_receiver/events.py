@@ -6,11 +6,17 @@ exactly as received in ``raw`` and the fields this package does not know in ``ex
 Yalgaar adds tomorrow is never lost. ``raw`` and ``client_key`` stay out of ``repr`` so that logging
 an event neither floods the log nor leaks the key.
 
-This module imports nothing but the standard library.
+Events are read-only all the way down: ``raw`` and ``extra`` are :func:`frozen` when an event is
+built, so a handler cannot change what a later handler sees. Their objects are dicts and their
+arrays lists (``json.dumps``, ``isinstance``, equality, ``copy`` and ``pickle`` work as on the
+JSON they came from) that refuse every change.
+
+Imports: the standard library.
 """
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 import typing as t
@@ -26,10 +32,75 @@ __all__ = [
     "Outcome",
     "PresenceAction",
     "PresenceEvent",
+    "ReadOnlyDict",
+    "ReadOnlyList",
     "Rejection",
     "UnbindEvent",
     "UnknownEvent",
+    "frozen",
 ]
+
+_READ_ONLY: t.Final = (
+    "what an event keeps from the wire stays as it came; copy.deepcopy(...) gives a copy "
+    "to change"
+)
+
+
+class ReadOnlyDict(dict[str, t.Any]):
+    """A JSON object of an event: a ``dict`` that refuses every change."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: t.Any, **kwargs: t.Any) -> t.NoReturn:
+        raise TypeError(f"This object is read-only: {_READ_ONLY}.")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[type[ReadOnlyDict], tuple[dict[str, t.Any]]]:
+        # copy, deepcopy and pickle rebuild it from a plain dict (the default way sets each
+        # item on an empty instance, which this class refuses).
+        return ReadOnlyDict, (dict(self),)
+
+    def __deepcopy__(self, memo: dict[int, t.Any]) -> dict[str, t.Any]:
+        # A deep copy is the one way to a version of the item to change, so it is writable.
+        return {key: copy.deepcopy(item, memo) for key, item in self.items()}
+
+
+class ReadOnlyList(list[t.Any]):
+    """A JSON array of an event: a ``list`` that refuses every change."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: t.Any, **kwargs: t.Any) -> t.NoReturn:
+        raise TypeError(f"This array is read-only: {_READ_ONLY}.")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __reduce__(self) -> tuple[type[ReadOnlyList], tuple[list[t.Any]]]:
+        return ReadOnlyList, (list(self),)
+
+    def __deepcopy__(self, memo: dict[int, t.Any]) -> list[t.Any]:
+        return [copy.deepcopy(item, memo) for item in self]
+
+
+def frozen(value: t.Any) -> t.Any:
+    """``value`` with every object and array in it made read-only (:class:`ReadOnlyDict`,
+    :class:`ReadOnlyList`); a read-only value is given back as it is."""
+    kind = type(value)
+    if kind is ReadOnlyDict or kind is ReadOnlyList:
+        return value  # made by this function, so read-only all the way down already
+    if kind is dict:
+        for item in value.values():
+            if isinstance(item, (dict, list)):
+                return ReadOnlyDict({key: frozen(item) for key, item in value.items()})
+        return ReadOnlyDict(value)  # the common item: flat, a copy in C
+    if isinstance(value, t.Mapping):
+        return ReadOnlyDict({key: frozen(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return ReadOnlyList([frozen(item) for item in value])
+    return value
 
 
 class PresenceAction(enum.Enum):
@@ -64,6 +135,12 @@ class Event:
     # Excluded from the hash only: a dict cannot be hashed, but two events that differ in an
     # unknown field are still different events.
     extra: t.Mapping[str, t.Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        # Read-only all the way down, however the event was built: a handler that writes into
+        # raw would otherwise change it for every later handler of the event.
+        object.__setattr__(self, "raw", frozen(self.raw))
+        object.__setattr__(self, "extra", frozen(self.extra))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,6 +181,14 @@ class UnbindEvent(PresenceEvent):
     raw_action: str = "unbind"
 
 
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "<no default: raise>"
+
+
+_NO_DEFAULT: t.Final = _NoDefault()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessageEvent(Event):
     """A client published a message (the *Message* webhook).
@@ -117,15 +202,22 @@ class MessageEvent(Event):
     channel: str
     message: str
 
-    def json(self) -> t.Any:
+    def json(self, *, default: t.Any = _NO_DEFAULT) -> t.Any:
         """Decode :attr:`message` as JSON.
 
         Publishers that ``JSON.stringify`` an already-encoded string send JSON twice; a second
         layer is decoded too when the first one yields a string that is itself JSON (at most two).
 
-        :raises ValueError: the message is not JSON text.
+        :param default: returned when the message is not JSON text, instead of raising: a
+            publisher may send plain text, and a handler that raises on it fails every time.
+        :raises ValueError: the message is not JSON text, and no ``default`` was given.
         """
-        value = json.loads(self.message)
+        try:
+            value = json.loads(self.message)
+        except ValueError:
+            if default is _NO_DEFAULT:
+                raise
+            return default
         if isinstance(value, str):
             try:
                 return json.loads(value)
@@ -198,9 +290,16 @@ class Outcome:
     :param failed: the handler calls that raised.
     :param duplicates: the accepted events that were not run because a delivery of them was
         already handled (see ``Receiver(dedupe=...)``); only those found before the answer.
+    :param dead_lettered: the accepted events whose handlers failed on their last allowed
+        attempt (``Receiver(max_attempts=...)``): kept as dead letters and acknowledged, so
+        that the sender stops sending them; their failures are not in ``failed``.
+    :param warnings: sentences about the request that refused nothing: an envelope whose
+        source is not the one of the URL it came to (a dashboard set up the wrong way round).
     """
 
     accepted: tuple[Event, ...]
     rejected: tuple[Rejection, ...]
     failed: tuple[HandlerFailure, ...]
     duplicates: tuple[Event, ...] = ()
+    dead_lettered: tuple[Event, ...] = ()
+    warnings: tuple[str, ...] = ()

@@ -6,13 +6,14 @@ The whole tree::
     ├── InvalidEnvelopeError(YalgaarError, ValueError)   the body is no envelope (HTTP 400)
     ├── AuthenticationError(YalgaarError)                a credential did not match (HTTP 403)
     ├── PayloadTooLargeError(YalgaarError)               too many bytes or items (HTTP 413)
+    ├── UnsupportedEncodingError(YalgaarError)           a Content-Encoding not read (HTTP 415)
     ├── DispatchUnavailableError(YalgaarError)           events cannot be queued now (HTTP 503)
     └── ConfigurationError(YalgaarError)                 a setup mistake, raised before any webhook
 
     YalgaarSecurityWarning(Warning)                      a start-up warning: the endpoint is weakly
                                                          protected (see docs/security.md)
 
-The first three refuse a whole request; a malformed *item* inside a valid envelope is not an
+The first four refuse a whole request; a malformed *item* inside a valid envelope is not an
 exception but a :class:`~yalgaar_receiver.Rejection` in the outcome, so one bad item never costs
 the good ones. ``ConfigurationError`` sits apart: it is raised at start-up (or on the first call
 outside Flask) and means the code, not the sender, must change. ``DispatchUnavailableError`` is
@@ -20,7 +21,7 @@ the one temporary refusal: the body was fine, but the dispatcher cannot take its
 (a full queue, an unreachable broker), so none of them was accepted and the sender should send the
 whole body again after ``retry_after`` seconds.
 
-Status codes are chosen in one place only, :mod:`yalgaar_receiver.blueprint`.
+Status codes are chosen in one place only, :mod:`yalgaar_receiver.flask.blueprint`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "DispatchUnavailableError",
     "InvalidEnvelopeError",
     "PayloadTooLargeError",
+    "UnsupportedEncodingError",
     "YalgaarError",
     "YalgaarSecurityWarning",
 ]
@@ -94,6 +96,18 @@ class PayloadTooLargeError(YalgaarError):
         super().__init__(message)
         self.limit = limit
         self.actual = actual
+
+
+class UnsupportedEncodingError(YalgaarError):
+    """The body came with a ``Content-Encoding`` the receiver does not read (only ``gzip`` and
+    ``deflate`` are); nothing of it was read.
+
+    :param encoding: the encoding, as the request named it.
+    """
+
+    def __init__(self, message: str, *, encoding: str) -> None:
+        super().__init__(message)
+        self.encoding = encoding
 
 
 class DispatchUnavailableError(YalgaarError):

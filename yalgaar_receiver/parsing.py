@@ -89,6 +89,11 @@ class Parser:
         }
 
     @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of item this parser loads with a schema: ``("presence", "message")``."""
+        return tuple(self._items)
+
+    @property
     def derived(self) -> bool:
         """Whether items and envelopes are loaded by the derived loader (where it applies)."""
         return self._envelope.derived
@@ -277,6 +282,8 @@ def _decode(body: object, max_depth: int) -> object:
 
 
 def _loads(text: str, max_depth: int, what: str) -> object:
+    if not text.strip():
+        raise InvalidEnvelopeError(f"{what} is empty; Yalgaar posts a JSON envelope.")
     try:
         value = _DECODER.decode(text)
     except RecursionError:

@@ -19,13 +19,17 @@ import warnings
 from blinker import Signal
 
 from . import settings, signals
+from .delivery.dead_letters import DeadLetter, DeadLetterSink
 from .delivery.dedupe import (
     BUSY_RETRY_AFTER,
     STORE_RETRY_AFTER,
+    Attempts,
     Claim,
     ClaimState,
     DedupeStore,
     KeyFunction,
+    MemoryAttempts,
+    attempt_key,
     event_key,
 )
 from .delivery.dispatch import Dispatcher, Emit, InlineDispatcher
@@ -99,6 +103,16 @@ class Receiver:
     :param loader: ``"derived"`` (the default) loads items through a loader derived from the
         schemas' declared fields wherever that gives what ``Schema.load`` gives;
         ``"marshmallow"`` loads every envelope and item with ``Schema.load`` itself.
+    :param max_attempts: how many times an event may fail in the request before it is given
+        up: kept as a dead letter, sent on ``event_dead_lettered`` and acknowledged, so that a
+        sender that resends failed requests does not send it for ever. Attempts are counted in
+        ``dedupe`` when it counts (both stores do, across workers), else in this process.
+        ``None`` never gives up. Only failures known before the answer count (the inline
+        dispatcher's); a background dispatcher keeps its own dead letters.
+    :param dead_letters: where given-up events are kept
+        (:class:`~yalgaar_receiver.delivery.JsonLinesDeadLetterSink` or
+        :class:`~yalgaar_receiver.delivery.RedisDeadLetterSink`); ``None`` logs each one at
+        ERROR with its serialized form, from which it can be replayed.
     :param max_body_bytes: deprecated; pass it to ``create_blueprint()`` or set
         ``YALGAAR_MAX_BODY_BYTES``.
     :param fail_on_handler_error: deprecated; pass it to ``create_blueprint()`` or set
@@ -120,6 +134,8 @@ class Receiver:
         presence_schema: PresenceItemSchema | None = None,
         message_schema: MessageItemSchema | None = None,
         loader: str = "derived",
+        max_attempts: int | None = 5,
+        dead_letters: DeadLetterSink | None = None,
         max_body_bytes: int | None = None,
         fail_on_handler_error: bool | None = None,
     ) -> None:
@@ -140,6 +156,13 @@ class Receiver:
             )
         self.dedupe = dedupe
         self.dedupe_key = dedupe_key
+        self.max_attempts = (
+            None if max_attempts is None else settings.positive_int(max_attempts, "max_attempts")
+        )
+        self.dead_letters = dead_letters
+        self._attempts: Attempts = dedupe if isinstance(dedupe, Attempts) else MemoryAttempts()
+        # (source_hint, source) pairs already warned about, so that the log says it once.
+        self._mismatches: set[tuple[str, str]] = set()
         self.parser = Parser(
             presence_schema=presence_schema,
             message_schema=message_schema,
@@ -276,13 +299,110 @@ class Receiver:
             def emit(event: Event) -> tuple[HandlerFailure, ...]:
                 return self._emit(event, duplicates)
 
-        failures = self.dispatcher.dispatch(events, emit)
+        try:
+            failures = self.dispatcher.dispatch(events, emit)
+        except PayloadTooLargeError as error:
+            # More events than a dispatcher's queue can ever hold: refused as a whole, too.
+            self.refused(error)
+            raise
+        dead: tuple[Event, ...] = ()
+        if failures and self.max_attempts is not None:
+            failures, dead = self._give_up_on(failures)
         return Outcome(
             accepted=events,
             rejected=rejected,
             failed=tuple(failures),
             duplicates=tuple(duplicates),
+            dead_lettered=dead,
+            warnings=self._mismatched(envelopes, source_hint) if source_hint else (),
         )
+
+    def _give_up_on(
+        self, failures: t.Sequence[HandlerFailure]
+    ) -> tuple[list[HandlerFailure], tuple[Event, ...]]:
+        """Count one more attempt of each failed event; keep as dead letters, and acknowledge,
+        those that have had ``max_attempts``. Returns the failures left, and the events given
+        up."""
+        assert self.max_attempts is not None
+        by_event: dict[int, list[HandlerFailure]] = {}
+        for failure in failures:
+            by_event.setdefault(id(failure.event), []).append(failure)
+        left: list[HandlerFailure] = []
+        dead: list[Event] = []
+        for group in by_event.values():
+            event = group[0].event
+            try:
+                attempts = self._attempts.attempt(attempt_key(event, self.dedupe_key))
+            except Exception:
+                # Not counted (the store is down): the failure stands, and the sender retries.
+                logger.warning(
+                    "Could not count the attempts of %s", preview(event, 500), exc_info=True
+                )
+                left.extend(group)
+                continue
+            if attempts < self.max_attempts:
+                left.extend(group)
+                continue
+            self._dead_letter(event, group, attempts)
+            dead.append(event)
+        return left, tuple(dead)
+
+    def _dead_letter(self, event: Event, failures: list[HandlerFailure], attempts: int) -> None:
+        logger.error(
+            "Gave up on %s after %d failed attempt(s); kept as a dead letter and acknowledged",
+            preview(event, 500),
+            attempts,
+        )
+        for failure in failures:
+            letter = DeadLetter.from_failure(failure, attempts=attempts)
+            if self.dead_letters is None:
+                logger.error("Dead letter (no sink configured): %s", letter.to_json())
+                continue
+            try:
+                self.dead_letters.put(letter)
+            except Exception:
+                logger.critical(
+                    "Could not store a dead letter in %r; entry: %s",
+                    self.dead_letters,
+                    letter.to_json(),
+                    exc_info=True,
+                )
+        if self.dedupe is not None:
+            # Acknowledged: a resend is a duplicate, not another attempt.
+            key = self.dedupe_key(event)
+            if key is not None:
+                try:
+                    claim = self.dedupe.claim(key)
+                    if claim.state is ClaimState.CLAIMED:
+                        self.dedupe.done(claim)
+                except Exception:
+                    logger.warning("Could not mark %s done", preview(event, 500), exc_info=True)
+        self._notify(
+            signals.event_dead_lettered,
+            event=event,
+            failures=tuple(failures),
+            attempts=attempts,
+        )
+
+    def _mismatched(self, envelopes: t.Sequence[Envelope], source_hint: str) -> tuple[str, ...]:
+        """The warnings for envelopes whose source is the other URL's."""
+        found: list[str] = []
+        for envelope in envelopes:
+            kind = envelope.kind
+            if kind not in self.parser.kinds or kind == source_hint:
+                continue
+            assert kind is not None
+            text = (
+                f"A {kind.capitalize()} envelope came to the {source_hint.capitalize()} URL; it "
+                f"was read as {kind}. Check the webhook URLs in the Yalgaar dashboard: each "
+                "source has its own."
+            )
+            found.append(text)
+            if (source_hint, kind) not in self._mismatches:
+                self._mismatches.add((source_hint, kind))
+                logger.warning("%s (said once per URL and source)", text)
+            self._notify(signals.source_mismatch, source_hint=source_hint, source=kind)
+        return tuple(dict.fromkeys(found))
 
     def _read(
         self, body: object, source_hint: str | None

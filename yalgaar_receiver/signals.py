@@ -39,6 +39,12 @@ envelope_rejected = _signals.signal("envelope-rejected")
 handler_failed = _signals.signal("handler-failed")
 #: ``event=``: an event not run because a delivery of it was already handled (de-duplication).
 duplicate_event = _signals.signal("duplicate-event")
+#: ``event=``, ``failures=``, ``attempts=``: an event whose handlers failed on its last allowed
+#: attempt (``Receiver(max_attempts=...)``); it was kept as a dead letter and acknowledged.
+event_dead_lettered = _signals.signal("event-dead-lettered")
+#: ``source_hint=``, ``source=``: an envelope of one source came to the URL of the other (the
+#: Yalgaar dashboard's two webhook URLs swapped); it was read as its own ``source`` says.
+source_mismatch = _signals.signal("source-mismatch")
 
 # Presence transitions: sent by a PresenceTracker (the sender), never by the Receiver; see
 # docs/presence.md. Each is sent once per transition, after the tracker's decorated handlers.

@@ -143,7 +143,7 @@ def message_envelope(*items: t.Mapping[str, t.Any], client_key: str) -> Payload:
 # -- capture ---------------------------------------------------------------------------------
 
 #: The kinds of :class:`Record`, in the words of the signal each comes from.
-Kind = t.Literal["envelope", "event", "rejection", "refusal", "failure", "duplicate"]
+Kind = t.Literal["envelope", "event", "rejection", "refusal", "failure", "duplicate", "dead_letter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +155,9 @@ class Record:
         an :class:`~yalgaar_receiver.Event`), ``"rejection"`` (a malformed item: a
         :class:`~yalgaar_receiver.Rejection`), ``"refusal"`` (a whole request refused: the
         :class:`~yalgaar_receiver.YalgaarError`), ``"failure"`` (a handler raised: a
-        :class:`~yalgaar_receiver.HandlerFailure`), or ``"duplicate"`` (an event not run
-        because a delivery of it was already handled: the :class:`~yalgaar_receiver.Event`).
+        :class:`~yalgaar_receiver.HandlerFailure`), ``"duplicate"`` (an event not run
+        because a delivery of it was already handled: the :class:`~yalgaar_receiver.Event`),
+        or ``"dead_letter"`` (an event given up after ``max_attempts``: the event).
     :param sender: the receiver that sent it.
     """
 
@@ -245,6 +246,11 @@ class Capture:
         """The events skipped by the receiver's de-duplication store."""
         return self._values("duplicate")
 
+    @property
+    def dead_letters(self) -> list[Event]:
+        """The events given up after ``max_attempts`` failed attempts."""
+        return self._values("dead_letter")
+
     def clear(self) -> None:
         """Forget everything recorded so far."""
         with self._changed:
@@ -311,6 +317,7 @@ def capture_events(receiver: Receiver | None = None) -> t.Iterator[Capture]:
         (signals.event_rejected, "rejection", "rejection"),
         (signals.envelope_rejected, "refusal", "error"),
         (signals.duplicate_event, "duplicate", "event"),
+        (signals.event_dead_lettered, "dead_letter", "event"),
     ]
     with contextlib.ExitStack() as stack:
         for signal, kind, key in connections:

@@ -20,7 +20,13 @@ from werkzeug.serving import make_server
 
 from yalgaar_receiver import BindEvent, MessageEvent, Receiver, create_blueprint
 from yalgaar_receiver.cli import main
-from yalgaar_receiver.testing import Capture, bind, capture_events, presence_envelope
+from yalgaar_receiver.testing import (
+    Capture,
+    bind,
+    capture_events,
+    message_envelope,
+    presence_envelope,
+)
 
 from ..payloads import DIRECTORY
 from ..servers import free_port
@@ -208,7 +214,7 @@ def test_replay_checks_the_whole_file_before_sending(server: Server, tmp_path: P
     file.write_text('{"items": {}}\n{"items": \n')
     result = invoke("replay", str(file), "--url", f"{server.url}/")
     assert result.exit_code == 1
-    assert result.output.startswith(f"Error: {file}:2: not a JSON line")
+    assert result.output.startswith(f"Error: {file}:2: not JSON")
     assert len(result.output.strip().splitlines()) == 1
     assert server.capture.records == []
 
@@ -226,7 +232,7 @@ def test_replay_of_an_empty_file(tmp_path: Path) -> None:
     file = tmp_path / "empty.jsonl"
     file.write_text("\n")
     result = invoke("replay", str(file), "--url", "http://127.0.0.1:1/")
-    assert result.exit_code == 1 and "holds no JSON lines" in result.output
+    assert result.exit_code == 1 and "holds no JSON bodies" in result.output
 
 
 # -- demo and listen ---------------------------------------------------------------------------
@@ -352,3 +358,59 @@ def test_send_to_a_server_that_never_answers_times_out() -> None:
     assert result.output.strip() == (
         f"Error: http://127.0.0.1:{port}/presence did not answer within 0.3 s."
     )
+
+
+# -- the command line agrees with the receiver -------------------------------------------------
+
+
+def test_send_to_a_wrong_path_says_what_the_status_means(server: Server) -> None:
+    result = invoke(
+        "send", "presence", "--url", f"{server.url}/nowhere/presence", "--client-key", KEY,
+        "--channel", "c", "--uuid", "u",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "404 Not Found" in result.output
+    assert "no receiver route at this URL" in result.output
+    # An HTML error page (a path outside the blueprint) gets the same hint.
+    outside = server.url.split("/yalgaar/")[0] + "/elsewhere"
+    result = invoke(
+        "send", "presence", "--url", outside, "--client-key", KEY, "--channel", "c", "--uuid", "u"
+    )
+    assert result.exit_code == 1
+    assert "<!doctype" in result.output.lower() and "no receiver route" in result.output
+
+
+def test_send_shows_the_receiver_s_warning_about_swapped_urls(server: Server) -> None:
+    result = invoke(
+        "send", "presence", "--url", f"{server.url}/message", "--client-key", KEY,
+        "--channel", "c", "--uuid", "u",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "warning: A Presence envelope came to the Message URL" in result.output
+
+
+def test_validate_applies_the_receiver_s_limits(tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    item = {"channel": "c", "uuid": "u", "timestamp": "1", "message": "x" * 20_000}
+    big.write_bytes(message_envelope(*[item] * 110, client_key=KEY).to_bytes())
+    result = invoke("validate", str(big))
+    assert result.exit_code == 1
+    assert "refused: The body has" in result.output and "max_body_bytes=1048576" in result.output
+    assert invoke("validate", "--max-body-bytes", "5000000", str(big)).exit_code == 0
+    many = tmp_path / "many.json"
+    many.write_bytes(presence_envelope(*[bind("c", "u", at=1)] * 3, client_key=KEY).to_bytes())
+    result = invoke("validate", "--max-items", "2", str(many))
+    assert result.exit_code == 1 and "more than max_items=2" in result.output
+
+
+def test_replay_reads_a_pretty_printed_body_as_validate_does(
+    server: Server, tmp_path: Path
+) -> None:
+    file = tmp_path / "pretty.json"
+    body = presence_envelope(bind("lobby", "alice", at=10), client_key=KEY)
+    file.write_text(json.dumps(body, indent=2))
+    assert invoke("validate", str(file)).exit_code == 0
+    result = invoke("replay", str(file), "--url", f"{server.url}/presence", "--rate", "1000")
+    assert result.exit_code == 0, result.output
+    assert "Replayed 1 bodies" in result.output
+    assert [e.uuid for e in server.capture.of_type(BindEvent)] == ["alice"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+import pickle
+import typing as t
 from datetime import datetime, timezone
 
 import pytest
@@ -37,6 +41,33 @@ def test_events_are_frozen_and_slotted() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.channel = "other"  # type: ignore[misc]
     assert not hasattr(event, "__dict__")
+
+
+def test_raw_and_extra_are_read_only_all_the_way_down() -> None:
+    nested: dict[str, t.Any] = {"channel": "room", "state": {"tags": ["a", {"b": 1}]}}
+    event = make(raw=nested, extra={"state": nested["state"]})
+    assert event.raw == nested and isinstance(event.raw, dict)
+    inner = event.raw["state"]["tags"]
+    changes: list[t.Callable[[], object]] = [
+        lambda: inner.append("x"),
+        lambda: inner[1].__setitem__("b", 2),
+        lambda: event.extra["state"].clear(),
+        lambda: inner.__iadd__(["x"]),
+    ]
+    for change in changes:
+        with pytest.raises(TypeError, match="read-only"):
+            change()
+    nested["state"]["tags"].append("after")  # what the event was built from is not shared
+    assert event.raw["state"]["tags"] == ["a", {"b": 1}]
+    mine = copy.deepcopy(event.raw)  # the way to a version to change
+    mine["state"]["tags"][1]["b"] = 2
+    assert mine["state"] == {"tags": ["a", {"b": 2}]}
+    assert event.raw["state"]["tags"][1] == {"b": 1}
+    sent = pickle.loads(pickle.dumps(event))  # as Celery carries it: still read-only
+    assert sent.raw == event.raw and sent == event
+    with pytest.raises(TypeError, match="read-only"):
+        sent.raw["state"]["tags"].append("x")
+    assert json.dumps(event.raw) == '{"channel": "room", "state": {"tags": ["a", {"b": 1}]}}'
 
 
 def test_equality_ignores_raw_but_not_extra() -> None:

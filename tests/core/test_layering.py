@@ -26,6 +26,7 @@ NAME = "yalgaar_receiver"
 FLOW = [
     # The core, leaves first.
     "_version",
+    "_links",
     "_fork",
     "_redis",
     "events",

@@ -34,6 +34,7 @@ PUBLIC = {
         "ThreadPoolDispatcher",
         "UnbindEvent",
         "UnknownEvent",
+        "UnsupportedEncodingError",
         "YalgaarError",
         "YalgaarSecurityWarning",
         "create_blueprint",

@@ -450,6 +450,37 @@ def test_a_failing_handler_does_not_stop_the_others(
     assert KEY not in caplog.text
 
 
+def test_a_handler_cannot_change_what_later_handlers_see(receiver: Receiver) -> None:
+    seen: list[tuple[t.Any, ...]] = []
+
+    @receiver.on_bind
+    def meddler(event: BindEvent) -> None:
+        raw: t.Any = event.raw  # typed as a Mapping; written to here on purpose
+        changes: list[t.Callable[[], object]] = [
+            lambda: raw.__setitem__("channel", "forged"),
+            lambda: raw["state"]["tags"].append("forged"),
+            lambda: event.extra["state"].update(typing=False),
+            lambda: raw.pop("uuid"),
+        ]
+        for change in changes:
+            with pytest.raises(TypeError, match="read-only"):
+                change()
+        raw["state"]["tags"].append("forged")  # the handler fails like any other
+
+    @receiver.on_bind
+    def reader(event: BindEvent) -> None:
+        seen.append((event.raw["channel"], event.raw["state"], dict(event.extra)))
+
+    state = {"typing": True, "tags": ["a"]}
+    outcome = receiver.handle(envelope("Presence", bind(state=state)))
+    assert seen == [("room", state, {"state": state})]
+    [failure] = outcome.failed
+    assert failure.handler is meddler and isinstance(failure.error, TypeError)
+    copy = dict(outcome.accepted[0].raw)
+    copy["channel"] = "mine"  # a copy is the handler's own to change
+    assert outcome.accepted[0].raw["channel"] == "room"
+
+
 def test_a_failing_subscriber_counts_as_a_failure(receiver: Receiver) -> None:
     def subscriber(sender: Receiver, event: Event) -> None:
         raise ValueError("boom")
@@ -584,6 +615,8 @@ def test_signal_kwargs_are_documented_names() -> None:
         "envelope_rejected": "envelope-rejected",
         "handler_failed": "handler-failed",
         "duplicate_event": "duplicate-event",
+        "event_dead_lettered": "event-dead-lettered",
+        "source_mismatch": "source-mismatch",
         "member_joined": "member-joined",
         "member_left": "member-left",
         "channel_occupied": "channel-occupied",

@@ -41,23 +41,21 @@ def bodies(file: str) -> t.Iterator[tuple[str, bytes]]:
         yield f"{name}:{number}", line
 
 
-def json_lines(file: str) -> list[bytes]:
-    """Every non-blank line of a JSON-lines file, each checked to be JSON."""
-    data = read(file)
-    name = "<stdin>" if file == "-" else file
-    bodies = []
-    for number, line in enumerate(data.splitlines(), 1):
-        if not line.strip():
+def json_bodies(file: str) -> list[bytes]:
+    """The bodies of a file, as :func:`bodies` finds them, each checked to be JSON."""
+    found = []
+    for label, body in bodies(file):
+        if not body.strip():
             continue
         try:
-            json.loads(line.decode("utf-8-sig"))
+            json.loads(body.decode("utf-8-sig"))
         except UnicodeDecodeError:
-            raise click.ClickException(f"{name}:{number}: not UTF-8 text.") from None
+            raise click.ClickException(f"{label}: not UTF-8 text.") from None
         except ValueError as error:
             raise click.ClickException(
-                f"{name}:{number}: not a JSON line ({error}); expected one JSON body per line."
+                f"{label}: not JSON ({error}); expected one JSON body, or one per line."
             ) from None
-        bodies.append(line)
-    if not bodies:
-        raise click.ClickException(f"{name} holds no JSON lines.")
-    return bodies
+        found.append(body)
+    if not found:
+        raise click.ClickException(f"{'<stdin>' if file == '-' else file} holds no JSON bodies.")
+    return found

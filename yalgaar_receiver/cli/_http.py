@@ -87,20 +87,49 @@ def reason(error: object) -> str:
     return str(error)
 
 
+#: What an error status from a receiver means, and what to check; the answer's own words
+#: come first.
+STATUS_HINTS: t.Final[t.Mapping[int, str]] = {
+    400: "the receiver could not read the body as a Yalgaar envelope",
+    403: "not authenticated: check --client-key, and the URL token or credentials in the URL",
+    404: (
+        "no receiver route at this URL: check its path (the blueprint's prefix, then "
+        "/presence, /message or /, with the token segment when the receiver takes a URL token)"
+    ),
+    405: "the URL takes GET, HEAD and POST only",
+    413: "the body is larger than the receiver's max_body_bytes, or has more than max_items",
+    415: "the receiver reads bodies as they are, or compressed with gzip or deflate",
+    500: "a handler raised; the receiver's log has the traceback, and the sender will retry",
+    503: "the receiver cannot take events now; send again after Retry-After",
+}
+
+
 def summarize(status: int, answer: bytes) -> str:
-    """One line for an answer: the receiver's summary, or the start of whatever came back."""
+    """One line for an answer: the receiver's summary, or what came back and what the status
+    means; then each warning the receiver gave, on a line of its own."""
     try:
         document = json.loads(answer)
     except ValueError:
-        text = answer.decode("utf-8", "replace").strip().splitlines()
-        return f"{status} {text[0][:120] if text else ''}".rstrip()
+        document = None
     if isinstance(document, dict) and "accepted" in document:
         rejected = document.get("rejected") or []
         count = len(rejected) if isinstance(rejected, list) else rejected
-        return (
+        line = (
             f"{status} accepted={document['accepted']} rejected={count} "
             f"failed={document.get('failed', 0)}"
         )
+        if document.get("dead_lettered"):
+            line += f" dead_lettered={document['dead_lettered']}"
+        warnings = document.get("warnings") or []
+        return "\n".join([line, *(f"  warning: {w}" for w in warnings if isinstance(w, str))])
     if isinstance(document, dict) and "title" in document:
-        return f"{status} {document['title']}: {document.get('detail', '')}".rstrip(": ")
-    return f"{status} {json.dumps(document)[:120]}"
+        said = f"{document['title']}: {document.get('detail', '')}".rstrip(": ")
+    elif document is not None:
+        said = json.dumps(document)[:120]
+    else:
+        # Not the receiver's JSON (an HTML error page of the app or a proxy): its first line.
+        text = answer.decode("utf-8", "replace").strip().splitlines()
+        said = text[0][:120] if text else ""
+    hint = STATUS_HINTS.get(status)
+    line = f"{status} {said}".rstrip()
+    return f"{line} ({hint})" if hint and not 200 <= status < 300 else line

@@ -55,7 +55,7 @@ def stamp() -> str:
 
 @contextlib.contextmanager
 def printing_refusals(receiver: Receiver) -> t.Iterator[None]:
-    """Print rejected items and refused requests while the block runs."""
+    """Print rejected items, refused requests and source mismatches while the block runs."""
 
     def rejected(sender: Receiver, rejection: Rejection, **extra: t.Any) -> None:
         click.echo(f"{stamp()} {describe_rejection(rejection)}")
@@ -63,9 +63,16 @@ def printing_refusals(receiver: Receiver) -> t.Iterator[None]:
     def refused(sender: Receiver, error: YalgaarError, **extra: t.Any) -> None:
         click.echo(f"{stamp()} refused ({type(error).__name__}): {error}")
 
+    def mismatched(sender: Receiver, source_hint: str, source: str, **extra: t.Any) -> None:
+        click.echo(
+            f"{stamp()} warning: a {source} envelope came to the /{source_hint} URL; check the "
+            "webhook URLs in the Yalgaar dashboard"
+        )
+
     with (
         signals.event_rejected.connected_to(rejected, sender=receiver),
         signals.envelope_rejected.connected_to(refused, sender=receiver),
+        signals.source_mismatch.connected_to(mismatched, sender=receiver),
     ):
         yield
 

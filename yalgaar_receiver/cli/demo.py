@@ -55,7 +55,7 @@ def demo(delay: float) -> None:
 
     @receiver.on_message(channel="orders-*")
     def order(event: MessageEvent) -> None:
-        click.echo(f"    handler: order on #{event.channel}: {event.json()}")
+        click.echo(f"    handler: order on #{event.channel}: {event.json(default=event.message)}")
 
     @receiver.on_message(channel="lobby")
     def chat(event: MessageEvent) -> None:

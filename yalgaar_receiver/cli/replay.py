@@ -6,7 +6,7 @@ import time
 
 import click
 
-from ._files import json_lines
+from ._files import json_bodies
 from ._http import post, timeout_option, url_option
 
 
@@ -22,17 +22,17 @@ from ._http import post, timeout_option, url_option
 )
 @timeout_option
 def replay(file: str, url: str, rate: float, timeout: float) -> None:
-    """Re-post the bodies of a JSON-lines file (one body per line, as `listen --capture`
-    writes them), then print how many answers had each status.
+    """Re-post the bodies of a file, then print how many answers had each status.
 
-    The whole file is checked before anything is sent. The exit status is 1 when any answer
-    was not 2xx.
+    The file holds one JSON body, or one body per line (JSON lines, as `listen --capture`
+    writes them): the forms `validate` reads. The whole file is checked before anything is
+    sent. The exit status is 1 when any answer was not 2xx.
 
     \b
     Example:
       yalgaar-receiver replay seen.jsonl --url http://127.0.0.1:5000/ --rate 5
     """
-    bodies = json_lines(file)
+    bodies = json_bodies(file)
     statuses: dict[int, int] = {}
     with click.progressbar(bodies, label="Replaying", show_pos=True) as bar:
         for number, body in enumerate(bar):

@@ -52,6 +52,7 @@ except ModuleNotFoundError as error:  # pragma: no cover - the test runs in a su
 from .. import settings
 from ..events import Event, HandlerFailure
 from ..exceptions import ConfigurationError, DispatchUnavailableError
+from ..wire import preview
 from .dead_letters import DeadLetter, DeadLetterSink, JsonLinesDeadLetterSink
 from .dispatch import Emit, Emitter
 from .serialization import event_from_dict, event_to_dict
@@ -225,7 +226,7 @@ class CeleryDispatcher:
             failures = receiver.emit(event)
         except Exception as error:
             # Around the handlers (a de-duplication store, say), not in one of them.
-            logger.exception("Emitting %r raised", event)
+            logger.exception("Emitting %s raised", preview(event, 500))
             letters = [DeadLetter.from_error(event, error, attempts=attempt)]
             cause: BaseException = error
         else:
@@ -238,7 +239,9 @@ class CeleryDispatcher:
             if isinstance(cause, DispatchUnavailableError):  # emit's own "not now"
                 countdown = max(countdown, cause.retry_after)
             self._retry(task, countdown, cause)
-        logger.error("Giving up %r after %d attempt(s); kept as a dead letter", event, attempt)
+        logger.error(
+            "Giving up %s after %d attempt(s); kept as a dead letter", preview(event, 500), attempt
+        )
         for letter in letters:
             self._bury(letter, task)
         return {"handled": False, "dead_letters": len(letters), "attempts": attempt}

@@ -40,12 +40,15 @@ from ..events import Event, MessageEvent, PresenceAction, PresenceEvent, Unknown
 from ..exceptions import ConfigurationError
 
 __all__ = [
+    "Attempts",
     "Claim",
     "ClaimState",
     "DedupeStore",
     "KeyFunction",
+    "MemoryAttempts",
     "MemoryDedupeStore",
     "RedisDedupeStore",
+    "attempt_key",
     "event_key",
 ]
 
@@ -115,6 +118,17 @@ def event_key(event: Event) -> str | None:
     return hashlib.sha256(_canonical(parts).encode("ascii")).hexdigest()
 
 
+def attempt_key(event: Event, key: KeyFunction = event_key) -> str:
+    """The key the failed attempts of ``event`` are counted under: its de-duplication key, or,
+    for an event that has none (no timestamp), a SHA-256 of what it holds, so that the same item
+    sent again is counted as the same event."""
+    found = key(event)
+    if found is not None:
+        return found
+    parts = [_KEY_VERSION, "attempt", type(event).__qualname__, event.client_key, event.raw]
+    return hashlib.sha256(_canonical(parts).encode("ascii")).hexdigest()
+
+
 def _canonical(value: t.Any) -> str:
     # repr() as the fallback only for values that did not come from JSON (a body handed over
     # already decoded); JSON values never reach it.
@@ -178,6 +192,53 @@ class DedupeStore(t.Protocol):
         ...
 
 
+@t.runtime_checkable
+class Attempts(t.Protocol):
+    """Counts the failed attempts of an event, so that one that fails every time is given up.
+
+    Both stores of this module count (a store shared by several workers counts for all of
+    them); a receiver whose store does not count keeps the count in its process
+    (:class:`MemoryAttempts`).
+    """
+
+    def attempt(self, key: str) -> int:
+        """Count one more failed attempt of ``key``; return how many there were within the
+        store's ttl, this one included."""
+        ...
+
+
+class MemoryAttempts:
+    """Failed attempts counted in this process's memory, bounded and forgotten after ``ttl``.
+
+    :param ttl: seconds an attempt is remembered after the last one.
+    :param max_entries: the most keys kept; past it the oldest is forgotten.
+    :param timer: the clock, in seconds; monotonic by default, replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        ttl: float = DEFAULT_TTL,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        timer: t.Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = settings.positive_number(ttl, "ttl")
+        self.max_entries = settings.positive_int(max_entries, "max_entries")
+        self._timer = timer
+        self._lock = threading.Lock()
+        self._counts: collections.OrderedDict[str, tuple[int, float]] = collections.OrderedDict()
+
+    def attempt(self, key: str) -> int:
+        with self._lock:
+            now = self._timer()
+            count, expires = self._counts.pop(key, (0, now))
+            count = count + 1 if expires > now else 1
+            self._counts[key] = (count, now + self.ttl)
+            while len(self._counts) > self.max_entries:
+                self._counts.popitem(last=False)
+            return count
+
+
 def _new_token() -> str:
     # 128 random bits: another caller cannot guess or collide with it, and as hex it can never
     # equal the "done" marker the Redis store writes.
@@ -220,6 +281,7 @@ class MemoryDedupeStore:
         self.max_entries = settings.positive_int(max_entries, "max_entries")
         self._timer = timer
         self._lock = threading.Lock()
+        self._attempts = MemoryAttempts(self.ttl, max_entries=self.max_entries, timer=timer)
         # Insertion order is the order of last change: every write moves its key to the end,
         # so the first entry is always the one to evict.
         self._entries: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
@@ -235,6 +297,10 @@ class MemoryDedupeStore:
         # A store is there whether or not it holds keys yet: without this, __len__ would make
         # an empty store falsy, and ``if store:`` would take a fresh one for none.
         return True
+
+    def attempt(self, key: str) -> int:
+        """Count one more failed attempt of ``key`` (see :class:`Attempts`), for ``ttl``."""
+        return self._attempts.attempt(key)
 
     def claim(self, key: str) -> Claim:
         with self._lock:
@@ -322,6 +388,13 @@ end
 return 0
 """
 
+# ARGV: ttl in ms. Counts one more attempt; the count lives for the ttl after the last one.
+_ATTEMPT: t.Final = """
+local count = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return count
+"""
+
 # ARGV: token. Deletes the key only while it holds the caller's token.
 _RELEASE: t.Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -367,6 +440,7 @@ class RedisDedupeStore:
         self._claim: _Script = redis_client.register_script(_CLAIM)
         self._done: _Script = redis_client.register_script(_DONE)
         self._release: _Script = redis_client.register_script(_RELEASE)
+        self._attempt: _Script = redis_client.register_script(_ATTEMPT)
 
     def __repr__(self) -> str:
         return f"<RedisDedupeStore prefix={self.prefix!r} ttl={self.ttl:g} lease={self.lease:g}>"
@@ -389,6 +463,11 @@ class RedisDedupeStore:
         if claim.token is None:
             return False
         return int(self._release(keys=[self.prefix + claim.key], args=[claim.token])) == 1
+
+    def attempt(self, key: str) -> int:
+        """Count one more failed attempt of ``key`` (see :class:`Attempts`), for ``ttl``; the
+        count lives under ``<prefix>attempts:<key>``."""
+        return int(self._attempt(keys=[f"{self.prefix}attempts:{key}"], args=[_ms(self.ttl)]))
 
 
 def _ms(seconds: float) -> int:

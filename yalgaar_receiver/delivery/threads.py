@@ -18,6 +18,7 @@ from .. import settings
 from .._fork import reset_after_fork
 from ..events import Event, HandlerFailure
 from ..exceptions import DispatchUnavailableError, PayloadTooLargeError
+from ..wire import preview
 from .dead_letters import DeadLetter, DeadLetterSink
 from .dispatch import Emit
 from .serialization import dumps
@@ -234,15 +235,24 @@ class ThreadPoolDispatcher:
                 # emit's own "not now" (with de-duplication: the store is down, or another
                 # delivery of this event is running): wait as it asks, then try again.
                 if attempt < _EMIT_ATTEMPTS:
-                    logger.warning("Event %r not run yet (%s); trying again", event, error)
+                    logger.warning(
+                        "Event %s not run yet (%s); trying again", preview(event, 500), error
+                    )
                     time.sleep(min(error.retry_after, _EMIT_WAIT_MAX))
                     continue
                 self._give_up(event, error)
                 return
-            except Exception as error:
-                # emit isolates every handler; this catches what lies around them, so that the
-                # thread lives on and the event is not lost.
-                logger.exception("Dispatching %r failed", event)
+            except BaseException as error:
+                # emit isolates every handler's errors; this catches what lies around them and
+                # what a handler may raise that is not an error (SystemExit, KeyboardInterrupt,
+                # GeneratorExit), so that the thread lives on and the event is not lost. A 2xx
+                # answer promised the event would run or stay queued.
+                logger.error(
+                    "Dispatching %s failed with %s; kept as a dead letter, the worker goes on",
+                    preview(event, 500),
+                    type(error).__name__,
+                    exc_info=error,
+                )
                 self._give_up(event, error)
                 return
             for failure in failures:

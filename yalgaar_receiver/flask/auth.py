@@ -33,6 +33,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from .. import settings
+from .._links import page
 from ..exceptions import ConfigurationError, YalgaarSecurityWarning
 
 __all__ = [
@@ -291,7 +292,7 @@ class RequestAuth:
         fix = (
             "Set YALGAAR_URL_TOKENS (a secret token in the webhook URL), YALGAAR_BASIC_AUTH or "
             "YALGAAR_ALLOWED_NETWORKS, or pass the create_blueprint argument of the same name "
-            "in lower case; see docs/security.md"
+            f"in lower case; see {page('security')}"
         )
         if client_keys:
             if self.allow_client_key_only:

@@ -22,9 +22,11 @@ import functools
 import json
 import math
 import typing as t
+import zlib
 
 from flask import Blueprint, Flask, Request, Response, request
 from flask.blueprints import BlueprintSetupState
+from werkzeug.routing import BaseConverter
 
 from .. import settings, wire
 from ..events import Outcome, Rejection
@@ -34,6 +36,7 @@ from ..exceptions import (
     DispatchUnavailableError,
     InvalidEnvelopeError,
     PayloadTooLargeError,
+    UnsupportedEncodingError,
     YalgaarError,
 )
 from ..receiver import REFUSALS, Receiver
@@ -41,9 +44,11 @@ from .auth import SETTINGS, Authenticate, RequestAuth, RequestView, client_addre
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "METHODS",
     "ROUTES",
     "BlueprintSettings",
     "blueprint_settings",
+    "check_size",
     "create_blueprint",
 ]
 
@@ -63,12 +68,28 @@ ROUTES: t.Final[tuple[tuple[str, str, str | None], ...]] = (
     *((f"/{kind}", kind, kind) for kind in dict.fromkeys(wire.SOURCES.values())),
 )
 
+#: The methods the routes answer; every other one gets 405 (OPTIONS included: a preflight
+#: would otherwise answer 200 without any authentication layer looking at it).
+METHODS: t.Final = ("GET", "HEAD", "POST")
+# The methods the 405 and 404 routes take, so that they answer in the blueprint's shape.
+_OTHER_METHODS: t.Final = ("OPTIONS", "PUT", "PATCH", "DELETE", "TRACE")
+_EVERY_METHOD: t.Final = (*METHODS, *_OTHER_METHODS)
+
 # (status, title) per refusal; the first class in the MRO that is listed decides.
 _REFUSAL_STATUS: t.Final[t.Mapping[type[YalgaarError], tuple[int, str]]] = {
     PayloadTooLargeError: (413, "Payload too large"),
     InvalidEnvelopeError: (400, "Invalid Yalgaar envelope"),
     AuthenticationError: (403, "Forbidden"),
+    UnsupportedEncodingError: (415, "Unsupported media type"),
     DispatchUnavailableError: (503, "Service unavailable"),
+}
+
+# Content-Encoding to zlib's wbits. A "deflate" body is zlib-wrapped by the standard (RFC 9110),
+# though some senders send it raw: raw deflate is tried when the wrapped form fails.
+_ENCODINGS: t.Final[t.Mapping[str, int]] = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": zlib.MAX_WBITS,
 }
 
 
@@ -180,20 +201,41 @@ def create_blueprint(
         registered = f"{state.name_prefix}.{state.name}".lstrip(".")
         record = _resolve(t.cast(Flask, state.app), registered, receiver, arguments)
         state.app.extensions.setdefault(EXTENSION, {})[registered] = record
-        # Each view holds its app's settings, bound here: no per-request look-up through
-        # current_app.
+        state.app.url_map.converters.setdefault(_AnyPath.name, _AnyPath)
+        # No rule of the blueprint ever redirects, which would make the sender drop the body
+        # (and could echo a URL token in Location): strict_slashes=False answers with and
+        # without the trailing slash, merge_slashes=False leaves "//" alone.
+        rules = {"strict_slashes": False, "merge_slashes": False}
         for rule, endpoint, hint in ROUTES:
+            # Each view holds its app's settings, bound here: no per-request look-up through
+            # current_app.
             view = functools.partial(_view, record, hint)
-            # strict_slashes=False: with and without the trailing slash, and never a redirect,
-            # which would make the sender drop the body.
             for path, suffix in ((rule, ""), ("/<token>" + rule, "_token")):
                 state.add_url_rule(
                     path,
                     endpoint + suffix,
                     view,
-                    methods=["GET", "HEAD", "POST"],
-                    strict_slashes=False,
+                    methods=list(METHODS),
+                    provide_automatic_options=False,
+                    **rules,
                 )
+                state.add_url_rule(
+                    path,
+                    f"{endpoint}{suffix}_other_methods",
+                    _method_not_allowed,
+                    methods=list(_OTHER_METHODS),
+                    provide_automatic_options=False,
+                    **rules,
+                )
+        # Anything else under the prefix: a 404 in the same shape as every other answer.
+        state.add_url_rule(
+            f"/<{_AnyPath.name}:rest>",
+            "not_found",
+            _not_found,
+            methods=list(_EVERY_METHOD),
+            provide_automatic_options=False,
+            **rules,
+        )
 
     return blueprint
 
@@ -274,7 +316,7 @@ def _view(record: BlueprintSettings, source_hint: str | None, token: str | None 
     if post:
         try:
             body = _read_body(receiver, req, record.max_body_bytes)
-        except PayloadTooLargeError as error:
+        except (*REFUSALS, UnsupportedEncodingError) as error:
             return _problem(error)
     if seen is not None and auth.authenticate is not None:
         # The hook sees the body, which is what a signature would cover.
@@ -346,16 +388,57 @@ def _refuse(receiver: Receiver, failed: str) -> Response:
 
 
 def _read_body(receiver: Receiver, req: Request, limit: int) -> bytes:
-    """Read at most one byte more than the limit, so an oversized body is never read whole."""
-    length = req.content_length
-    if length is not None and length > limit:
-        error = PayloadTooLargeError(
+    """The body, inflated when it came compressed; at most ``limit`` bytes of it are read, and
+    at most ``limit`` bytes inflated, so that memory stays bounded whatever is sent.
+
+    :raises PayloadTooLargeError: over the limit, before or after inflating.
+    :raises UnsupportedEncodingError: a ``Content-Encoding`` other than gzip or deflate.
+    :raises InvalidEnvelopeError: the body cannot be read (broken chunked framing, a dropped
+        connection) or inflated.
+    """
+    try:
+        encodings = _encodings(req.headers.get("Content-Encoding", ""))
+        body = _read_stream(req, limit)
+        for encoding in reversed(encodings):
+            body = _inflate(body, encoding, limit)
+    except (*REFUSALS, UnsupportedEncodingError) as error:
+        receiver.refused(error)
+        raise
+    return body
+
+
+def _encodings(header: str) -> list[str]:
+    """The encodings applied to the body, in the order they were applied."""
+    names = [name.strip().lower() for name in header.split(",") if name.strip()]
+    names = [name for name in names if name != "identity"]
+    for name in names:
+        if name not in _ENCODINGS:
+            raise UnsupportedEncodingError(
+                f"The body is encoded with {wire.preview(name, 40)}, which this receiver does not "
+                "read; send it as it is, or compressed with gzip or deflate.",
+                encoding=name,
+            )
+    return names
+
+
+def check_size(length: int, limit: int) -> None:
+    """Refuse a body of ``length`` bytes when it is more than ``limit`` (``max_body_bytes``).
+
+    :raises PayloadTooLargeError: it is.
+    """
+    if length > limit:
+        raise PayloadTooLargeError(
             f"The body has {length} bytes, more than max_body_bytes={limit}.",
             limit=limit,
             actual=length,
         )
-        receiver.refused(error)
-        raise error
+
+
+def _read_stream(req: Request, limit: int) -> bytes:
+    """Read at most one byte more than the limit, so an oversized body is never read whole."""
+    length = req.content_length
+    if length is not None:
+        check_size(length, limit)
     # A chunked body has no Content-Length: read in pieces and stop one byte past the limit,
     # whatever the server's stream does with a large read() (some return short reads).
     stream = req.stream
@@ -363,18 +446,48 @@ def _read_body(receiver: Receiver, req: Request, limit: int) -> bytes:
     size = 0
     # With a Content-Length, stop when it has arrived instead of asking for more and getting b"".
     while size <= limit and size != length:
-        part = stream.read(min(_READ_SIZE, limit + 1 - size))
+        try:
+            part = stream.read(min(_READ_SIZE, limit + 1 - size))
+        except Exception as error:
+            # The server's own parse error (a chunk size "zz", a missing last chunk, a dropped
+            # connection): the body is unreadable, which is the sender's fault, not a 500.
+            raise InvalidEnvelopeError(
+                f"The request body could not be read ({type(error).__name__}): its chunked "
+                "framing is broken or the connection was lost."
+            ) from None
         if not part:
             break
         parts.append(part)
         size += len(part)
     if size > limit:
-        error = PayloadTooLargeError(
+        # Never a byte count: the rest of a streamed body was not read.
+        raise PayloadTooLargeError(
             f"The body has more than max_body_bytes={limit} bytes.", limit=limit
         )
-        receiver.refused(error)
-        raise error
     return b"".join(parts)
+
+
+def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
+    """Inflate ``data``, refusing it as soon as it grows past ``limit`` bytes."""
+    wbits = _ENCODINGS[encoding]
+    attempts = (wbits, -zlib.MAX_WBITS) if encoding == "deflate" else (wbits,)
+    for attempt in attempts:
+        inflater = zlib.decompressobj(attempt)
+        try:
+            # max_length bounds the output: a small body that inflates to 1 GiB stops here.
+            body = inflater.decompress(data, limit + 1)
+        except zlib.error:
+            continue
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLargeError(
+                f"The body inflates to more than max_body_bytes={limit} bytes.", limit=limit
+            )
+        if not inflater.eof:
+            raise InvalidEnvelopeError(f"The {encoding} body is cut short; send it whole.")
+        return body
+    raise InvalidEnvelopeError(
+        f"The body is not valid {encoding} data, though Content-Encoding says it is."
+    )
 
 
 def _json(
@@ -383,8 +496,32 @@ def _json(
     return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype=mimetype)
 
 
-def _not_found() -> Response:
+class _AnyPath(BaseConverter):
+    """Any rest of a path, "/" and "//" included (Werkzeug's ``path`` refuses a leading "/")."""
+
+    name: t.ClassVar[str] = "yalgaar_any_path"
+    regex = ".*"
+    part_isolating = False
+
+
+def _not_found(**ignored: object) -> Response:
+    # Never the path: it may hold a URL token.
     return _json({"type": "about:blank", "title": "Not Found", "status": 404}, 404, _PROBLEM)
+
+
+def _method_not_allowed(**ignored: object) -> Response:
+    response = _json(
+        {
+            "type": "about:blank",
+            "title": "Method Not Allowed",
+            "status": 405,
+            "detail": f"This URL takes {', '.join(METHODS)}.",
+        },
+        405,
+        _PROBLEM,
+    )
+    response.headers["Allow"] = ", ".join(METHODS)
+    return response
 
 
 def _problem(error: YalgaarError) -> Response:
@@ -408,14 +545,19 @@ def _problem(error: YalgaarError) -> Response:
 
 def _summary(outcome: Outcome, *, deduplicating: bool) -> str:
     """The answer to a handled request, as compact ASCII JSON (a lone surrogate from the input
-    stays representable); ``duplicates`` only with a de-duplication store."""
+    stays representable). ``duplicates`` comes with a de-duplication store only;
+    ``dead_lettered`` and ``warnings`` only when there are some."""
     rejected = "[]"
     if outcome.rejected:
         rejected = json.dumps([_rejection(r) for r in outcome.rejected], separators=(",", ":"))
-    duplicates = f',"duplicates":{len(outcome.duplicates)}' if deduplicating else ""
+    more = f',"duplicates":{len(outcome.duplicates)}' if deduplicating else ""
+    if outcome.dead_lettered:
+        more += f',"dead_lettered":{len(outcome.dead_lettered)}'
+    if outcome.warnings:
+        more += f',"warnings":{json.dumps(list(outcome.warnings))}'
     return (
         f'{{"accepted":{len(outcome.accepted)},"rejected":{rejected},'
-        f'"failed":{len(outcome.failed)}{duplicates}}}'
+        f'"failed":{len(outcome.failed)}{more}}}'
     )
 
 

@@ -27,6 +27,7 @@ from .._fork import reset_after_fork
 from ..events import BindEvent, Event, UnbindEvent
 from ..receiver import Receiver
 from ..routing import Decorator, Registry, deliver, handler_name
+from ..wire import preview
 from .memory import MemoryPresenceStore
 from .model import ChangeKind, PresenceChange, PresenceRules, PresenceStore, PresenceUpdate
 
@@ -176,12 +177,14 @@ class PresenceTracker:
     def _on_presence(self, sender: Receiver, *, event: Event, **extra: t.Any) -> None:
         if not isinstance(event, (BindEvent, UnbindEvent)) or event.uuid is None:
             # Nothing to track without a uuid; the raw handlers still got the event.
-            logger.debug("Presence event without a uuid, not tracked: %r", event)
+            logger.debug("Presence event without a uuid, not tracked: %s", preview(event, 500))
             return
         if not (_is_text(event.channel) and _is_text(event.uuid)):
             # A lone surrogate (JSON "\ud800") cannot be stored as UTF-8: failing the request
             # would make the sender resend it for ever, so it is skipped, loudly, in every store.
-            logger.warning("Presence event with a channel or uuid that is not text: %r", event)
+            logger.warning(
+                "Presence event with a channel or uuid that is not text: %s", preview(event, 500)
+            )
             return
         update = PresenceUpdate(
             action="bind" if isinstance(event, BindEvent) else "unbind",
@@ -216,7 +219,10 @@ class PresenceTracker:
         self, change: PresenceChange, handler: t.Callable[..., t.Any], error: BaseException
     ) -> None:
         logger.error(
-            "Presence handler %s raised on %r", handler_name(handler), change, exc_info=error
+            "Presence handler %s raised on %s",
+            handler_name(handler),
+            preview(change, 500),
+            exc_info=error,
         )
 
         def ignored(subscriber: t.Callable[..., t.Any], problem: BaseException) -> None:
