@@ -85,17 +85,22 @@ class ReadOnlyList(list[t.Any]):
         return [copy.deepcopy(item, memo) for item in self]
 
 
+#: The types of JSON's scalars: a dict whose values are all of these is flat.
+_SCALARS: t.Final = frozenset((str, int, float, bool, type(None)))
+
+
 def frozen(value: t.Any) -> t.Any:
     """``value`` with every object and array in it made read-only (:class:`ReadOnlyDict`,
-    :class:`ReadOnlyList`); a read-only value is given back as it is."""
+    :class:`ReadOnlyList`). A :class:`ReadOnlyDict` or :class:`ReadOnlyList` is given back as
+    it is: one that this function made is read-only all the way down."""
     kind = type(value)
-    if kind is ReadOnlyDict or kind is ReadOnlyList:
-        return value  # made by this function, so read-only all the way down already
     if kind is dict:
         for item in value.values():
-            if isinstance(item, (dict, list)):
+            if type(item) not in _SCALARS:
                 return ReadOnlyDict({key: frozen(item) for key, item in value.items()})
-        return ReadOnlyDict(value)  # the common item: flat, a copy in C
+        return ReadOnlyDict(value)  # the common item: flat, so a copy in C
+    if kind is ReadOnlyDict or kind is ReadOnlyList:
+        return value
     if isinstance(value, t.Mapping):
         return ReadOnlyDict({key: frozen(item) for key, item in value.items()})
     if isinstance(value, list):
