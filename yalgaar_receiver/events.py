@@ -90,17 +90,16 @@ _SCALARS: t.Final = frozenset((str, int, float, bool, type(None)))
 
 
 def frozen(value: t.Any) -> t.Any:
-    """``value`` with every object and array in it made read-only (:class:`ReadOnlyDict`,
-    :class:`ReadOnlyList`). A :class:`ReadOnlyDict` or :class:`ReadOnlyList` is given back as
-    it is: one that this function made is read-only all the way down."""
+    """``value`` with every object and array in it read-only (:class:`ReadOnlyDict`,
+    :class:`ReadOnlyList`); a value that already is read-only all the way down is given back as
+    it is, anything else is copied."""
     kind = type(value)
-    if kind is dict:
+    if kind is dict or kind is ReadOnlyDict:
         for item in value.values():
             if type(item) not in _SCALARS:
                 return ReadOnlyDict({key: frozen(item) for key, item in value.items()})
-        return ReadOnlyDict(value)  # the common item: flat, so a copy in C
-    if kind is ReadOnlyDict or kind is ReadOnlyList:
-        return value
+        # The common item is flat: kept when read-only already, else copied in C.
+        return value if kind is ReadOnlyDict else ReadOnlyDict(value)
     if isinstance(value, t.Mapping):
         return ReadOnlyDict({key: frozen(item) for key, item in value.items()})
     if isinstance(value, list):

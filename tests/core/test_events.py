@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import pytest
 
 from yalgaar_receiver import BindEvent, MessageEvent, PresenceAction, UnbindEvent, UnknownEvent
+from yalgaar_receiver.events import ReadOnlyDict
 
 KEY = "ck-0123456789abcdef"
 
@@ -68,6 +69,14 @@ def test_raw_and_extra_are_read_only_all_the_way_down() -> None:
     with pytest.raises(TypeError, match="read-only"):
         sent.raw["state"]["tags"].append("x")
     assert json.dumps(event.raw) == '{"channel": "room", "state": {"tags": ["a", {"b": 1}]}}'
+
+
+def test_a_read_only_dict_made_by_hand_is_made_read_only_inside_too() -> None:
+    event = make(raw=ReadOnlyDict({"tags": ["a"]}))
+    with pytest.raises(TypeError, match="read-only"):
+        event.raw["tags"].append("b")
+    flat = ReadOnlyDict({"channel": "room"})
+    assert make(raw=flat).raw is flat  # read-only all the way down already: not copied
 
 
 def test_equality_ignores_raw_but_not_extra() -> None:
