@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 from flask import Flask
+from marshmallow import Schema, fields, post_load
 
 from yalgaar_receiver import Event, MessageEvent, Receiver, create_blueprint
 from yalgaar_receiver.delivery import RedisDeadLetterSink
@@ -29,6 +30,9 @@ HANDLED = "test:handled"
 STARTED = "test:started"
 RELEASE = "test:release"
 DEAD_LETTERS = "test:dead-letters"
+LOADED = "test:loaded"
+#: Messages are decrypted with this key; a plain one is delivered as it came.
+MESSAGE_KEY = "celery-test-key!"
 
 #: Transport options that make redelivery happen in seconds, not in an hour: a message not
 #: acknowledged 3 s after delivery is given to another worker, checked every second.
@@ -70,7 +74,21 @@ def build(url: str) -> Stack:
         retry_after=2,
         dead_letters=RedisDeadLetterSink(store, key=DEAD_LETTERS),
     )
-    receiver = Receiver(client_keys=[KEY], dispatcher=dispatcher)
+    receiver = Receiver(
+        client_keys=[KEY],
+        dispatcher=dispatcher,
+        message_keys=[MESSAGE_KEY],
+        undecryptable="deliver",
+    )
+
+    class Order(Schema):
+        id = fields.Int(required=True)
+
+        @post_load
+        def noted(self, data: dict[str, t.Any], **kwargs: t.Any) -> dict[str, t.Any]:
+            # Where each load ran: the web process checks the request, the worker loads its own.
+            store.rpush(LOADED, json.dumps({"id": data["id"], "pid": os.getpid()}))
+            return data
 
     def note(event: Event, **more: t.Any) -> None:
         entry = {"uuid": event.uuid, "type": event.event_type, "pid": os.getpid(), **more}
@@ -85,8 +103,13 @@ def build(url: str) -> Stack:
         note(
             event,
             message=event.message,
+            encrypted=event.encrypted,
             ts=None if event.timestamp is None else str(event.timestamp),
         )
+
+    @receiver.on_message(channel="typed", payload=Order())
+    def typed(event: MessageEvent) -> None:
+        note(event, payload=dict(event.payload))
 
     @receiver.on_message(channel="flaky")
     def flaky(event: MessageEvent) -> None:

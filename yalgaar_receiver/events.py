@@ -20,7 +20,7 @@ import copy
 import enum
 import json
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 __all__ = [
@@ -41,8 +41,7 @@ __all__ = [
 ]
 
 _READ_ONLY: t.Final = (
-    "what an event keeps from the wire stays as it came; copy.deepcopy(...) gives a copy "
-    "to change"
+    "what an event keeps from the wire stays as it came; copy.deepcopy(...) gives a copy to change"
 )
 
 
@@ -199,12 +198,40 @@ class MessageEvent(Event):
 
     :param message: the text as published. Yalgaar's SDKs only publish strings, most often JSON
         text; a structured value that arrives already decoded is kept as its compact JSON text.
+        When the receiver has ``message_keys`` and one decrypts it, the text it decrypts to.
+    :param encrypted: whether :attr:`message` was decrypted with one of the receiver's
+        ``message_keys`` (the ciphertext stays in ``raw``).
+    :param payload: what a handler's ``payload=`` schema loaded from the message; set on the
+        event that handler gets, ``None`` on every other. Not compared, not serialized: a worker
+        loads it again from the text.
     """
 
     event_type: t.ClassVar[str] = "message"
 
     channel: str
     message: str
+    encrypted: bool = False
+    payload: t.Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        Event.__post_init__(self)  # not super(): the slotted class is a copy made by dataclass
+        if self.payload is not None:
+            object.__setattr__(self, "payload", frozen(self.payload))
+
+    def __repr__(self) -> str:
+        # The text of a decrypted message stays out of logs, as a key does: it was encrypted
+        # so that no one but the handlers reads it.
+        shown = (
+            f"{spec.name}="
+            + (
+                f"<{len(self.message)} characters, decrypted>"
+                if spec.name == "message" and self.encrypted
+                else repr(getattr(self, spec.name))
+            )
+            for spec in fields(self)
+            if spec.repr
+        )
+        return f"{type(self).__qualname__}({', '.join(shown)})"
 
     def json(self, *, default: t.Any = _NO_DEFAULT) -> t.Any:
         """Decode :attr:`message` as JSON.
@@ -247,18 +274,23 @@ class UnknownEvent(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rejection:
-    """One malformed item, reported instead of dispatched.
+    """One item reported as refused: a malformed item, not dispatched; or a message whose
+    payload a handler's schema refused, which that handler did not get (``handlers``).
 
     :param envelope: index of the envelope in the request (0 unless ``items`` was a list).
     :param index: index of the item within that envelope's ``data``.
-    :param errors: marshmallow-shaped messages: field name to list of sentences.
+    :param errors: marshmallow-shaped messages: field name to list of sentences (a payload's
+        are under ``message``).
     :param raw: the item as received.
+    :param handlers: for a refused payload, the names of the handlers that did not get the
+        event (``module.qualname``); empty for a malformed item.
     """
 
     envelope: int
     index: int
-    errors: t.Mapping[str, list[str]]
+    errors: t.Mapping[str, t.Any]
     raw: t.Any = field(default=None, repr=False, compare=False)
+    handlers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,13 +17,15 @@ second value could hide the first from a check), and so is nesting deeper than `
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import typing as t
 
-from . import wire
+from . import settings, wire
 from ._loader import Loader
-from .events import Batch, Event, Rejection, UnknownEvent
+from .encryption import UNDECRYPTABLE, MessageKeys
+from .events import Batch, Event, MessageEvent, Rejection, UnknownEvent
 from .exceptions import ConfigurationError, InvalidEnvelopeError
 from .schemas import EnvelopeSchema, ItemSchema, MessageItemSchema, PresenceItemSchema
 
@@ -61,7 +63,13 @@ class Parser:
     :param max_depth: refuse JSON nested deeper than this (every array and object counts one
         level, the outermost is level 1).
     :param loader: one of :data:`LOADERS`.
-    :raises ConfigurationError: a schema of the wrong kind, or an unknown ``loader``.
+    :param message_keys: decrypt each message with these
+        (:class:`~yalgaar_receiver.encryption.MessageKeys`); ``None`` reads messages as they are.
+    :param undecryptable: with ``message_keys``, what becomes of a message none of them
+        decrypts: ``"reject"`` it as an item, or ``"deliver"`` it as it came
+        (:data:`~yalgaar_receiver.encryption.UNDECRYPTABLE`).
+    :raises ConfigurationError: a schema of the wrong kind, or an unknown ``loader`` or
+        ``undecryptable``.
     """
 
     def __init__(
@@ -71,10 +79,12 @@ class Parser:
         message_schema: MessageItemSchema | None = None,
         max_depth: int = 64,
         loader: str = "derived",
+        message_keys: MessageKeys | None = None,
+        undecryptable: str = "reject",
     ) -> None:
-        if loader not in LOADERS:
-            raise ConfigurationError(f"loader must be one of {LOADERS}, not {loader!r}.")
-        derive = loader == "derived"
+        derive = settings.choice(loader, "loader", LOADERS) == "derived"
+        self.message_keys = message_keys
+        self.undecryptable = settings.choice(undecryptable, "undecryptable", UNDECRYPTABLE)
         self.max_depth = max_depth
         self.envelope_schema = EnvelopeSchema()
         self._envelope = Loader(self.envelope_schema, derive=derive)
@@ -173,6 +183,8 @@ class Parser:
                     loader, make_event = found
                     data, messages = loader.load(item)
                     event = None if data is None else make_event(data, raw=item, client_key=key)
+                    if self.message_keys is not None and isinstance(event, MessageEvent):
+                        event, messages = self._decrypted(event)
                 if event is not None:
                     events.append(event)
                 else:
@@ -181,6 +193,20 @@ class Parser:
                         Rejection(envelope=position, index=index, errors=messages, raw=item)
                     )
         return tuple(events), tuple(rejected)
+
+    def _decrypted(
+        self, event: MessageEvent
+    ) -> tuple[MessageEvent | None, dict[str, t.Any] | None]:
+        """``event`` with its message decrypted; when no key decrypts it, ``event`` as it came
+        or the item's messages, as ``undecryptable`` says."""
+        assert self.message_keys is not None
+        try:
+            text = self.message_keys.decrypt(event.message)
+        except ValueError as error:
+            if self.undecryptable == "deliver":
+                return event, None
+            return None, {"message": [str(error)]}
+        return dataclasses.replace(event, message=text, encrypted=True), None
 
     def _candidates(self, document: object) -> tuple[list[object], bool]:
         """The objects that should be envelopes, and whether they came from a list."""

@@ -33,6 +33,7 @@ from .delivery.dedupe import (
     event_key,
 )
 from .delivery.dispatch import Dispatcher, Emit, InlineDispatcher
+from .encryption import MessageKeys
 from .events import (
     Batch,
     BindEvent,
@@ -54,11 +55,16 @@ from .exceptions import (
     YalgaarError,
 )
 from .parsing import Envelope, Parser
-from .routing import Decorator, Registry, deliver, handler_name
+from .payloads import MessageDecorator, load_payload
+from .routing import Decorator, Prepare, Registry, Route, deliver, handler_name
 from .schemas import MessageItemSchema, PresenceItemSchema
 from .wire import preview
 
 __all__ = ["REFUSALS", "Receiver"]
+
+#: What a request loaded of its messages' payloads: by ``id`` of the event, then of the schema,
+#: the event copy with its payload, or ``None`` for a refusal; ``None`` without payload schemas.
+Loaded = t.Mapping[int, t.Mapping[int, MessageEvent | None]] | None
 
 logger = logging.getLogger("yalgaar_receiver")
 
@@ -109,6 +115,14 @@ class Receiver:
         ``dedupe`` when it counts (both stores do, across workers), else in this process.
         ``None`` never gives up. Only failures known before the answer count (the inline
         dispatcher's); a background dispatcher keeps its own dead letters.
+    :param message_keys: the AES keys publishers encrypt messages with (see
+        :mod:`~yalgaar_receiver.encryption`), tried in order, or a
+        :class:`~yalgaar_receiver.encryption.MessageKeys` holding them; a message one of them
+        decrypts reaches handlers as its text, with ``event.encrypted`` set. Needs the
+        ``crypto`` extra.
+    :param undecryptable: with ``message_keys``, a message none of them decrypts is rejected as
+        an item (``"reject"``, the default) or delivered as it came (``"deliver"``, what
+        Yalgaar's SDKs do).
     :param dead_letters: where given-up events are kept
         (:class:`~yalgaar_receiver.delivery.JsonLinesDeadLetterSink` or
         :class:`~yalgaar_receiver.delivery.RedisDeadLetterSink`); ``None`` logs each one at
@@ -136,6 +150,8 @@ class Receiver:
         loader: str = "derived",
         max_attempts: int | None = 5,
         dead_letters: DeadLetterSink | None = None,
+        message_keys: t.Iterable[str] | MessageKeys | None = None,
+        undecryptable: str = "reject",
         max_body_bytes: int | None = None,
         fail_on_handler_error: bool | None = None,
     ) -> None:
@@ -168,6 +184,12 @@ class Receiver:
             message_schema=message_schema,
             max_depth=self.max_depth,
             loader=loader,
+            message_keys=(
+                message_keys
+                if message_keys is None or isinstance(message_keys, MessageKeys)
+                else MessageKeys(message_keys)
+            ),
+            undecryptable=undecryptable,
         )
         #: What the Flask adapter takes as its defaults for the settings that moved to it.
         self.blueprint_defaults: dict[str, t.Any] = {}
@@ -197,7 +219,9 @@ class Receiver:
         #: Handlers of every presence event, whatever its action (unknown actions included).
         self.on_presence = Decorator(self._registry, PresenceEvent)
         #: Handlers of :class:`MessageEvent`.
-        self.on_message = Decorator(self._registry, MessageEvent)
+        #: With ``payload=schema``, the handler gets ``event.payload`` loaded by the schema
+        #: (see :mod:`~yalgaar_receiver.payloads`).
+        self.on_message = MessageDecorator(self._registry, MessageEvent)
         #: Handlers of :class:`UnknownEvent` (an envelope ``source`` this package does not know).
         self.on_unknown = Decorator(self._registry, UnknownEvent)
         #: Handlers of every event.
@@ -289,15 +313,22 @@ class Receiver:
             self._notify(signals.envelope_received, batch=batch)
         for rejection in rejected:
             self._notify(signals.event_rejected, rejection=rejection)
+        loaded: Loaded = None
+        if self._registry.has_payloads:
+            # Loaded now, so that a refused payload is in the answer whichever the dispatcher;
+            # the handlers in this process take what was loaded here.
+            loaded, refused = self._load_payloads(envelopes, events, rejected)
+            rejected += refused
         # Duplicates found while the dispatcher runs (all of them, inline) go into the outcome;
         # a background dispatcher finds them later, and only the signal sees those.
         duplicates: list[Event] = []
-        if self.dedupe is None:
-            emit: Emit = self._run  # what emit() comes down to without a store
+        emit: Emit
+        if self.dedupe is None and loaded is None:
+            emit = self._run  # what emit() comes down to without a store or payloads
         else:
 
             def emit(event: Event) -> tuple[HandlerFailure, ...]:
-                return self._emit(event, duplicates)
+                return self._emit(event, duplicates, loaded)
 
         try:
             failures = self.dispatcher.dispatch(events, emit)
@@ -467,9 +498,11 @@ class Receiver:
         :raises DispatchUnavailableError: with ``dedupe`` only: the store failed, or another
             delivery of the same event is running right now. Nothing was run; try again later.
         """
-        return self._emit(event, None)
+        return self._emit(event, None, None)
 
-    def _emit(self, event: Event, duplicates: list[Event] | None) -> tuple[HandlerFailure, ...]:
+    def _emit(
+        self, event: Event, duplicates: list[Event] | None, loaded: Loaded
+    ) -> tuple[HandlerFailure, ...]:
         claim = self._claim(event)
         if claim is not None and claim.state is ClaimState.DONE:
             logger.debug("Skipped a duplicate of %s", preview(event, 500))
@@ -478,7 +511,7 @@ class Receiver:
             self._notify(signals.duplicate_event, event=event)
             return ()
         try:
-            failures = self._run(event)
+            failures = self._run(event, loaded)
         except BaseException:
             # Only what the handler loop does not isolate (KeyboardInterrupt, SystemExit).
             if claim is not None:
@@ -541,7 +574,7 @@ class Receiver:
                 exc_info=True,
             )
 
-    def _run(self, event: Event) -> tuple[HandlerFailure, ...]:
+    def _run(self, event: Event, loaded: Loaded = None) -> tuple[HandlerFailure, ...]:
         failures: list[HandlerFailure] = []
 
         def failed(handler: t.Callable[..., t.Any], error: BaseException) -> None:
@@ -556,6 +589,9 @@ class Receiver:
             failures.append(HandlerFailure(event=event, handler=handler, error=error))
 
         cls = type(event)
+        prepare = None
+        if self._registry.has_payloads and isinstance(event, MessageEvent):
+            prepare = self._payload_preparer(event, loaded)
         deliver(
             self._registry.routes_for(cls),
             event,
@@ -564,8 +600,89 @@ class Receiver:
             self._sender,
             {"event": event},
             failed,
+            prepare,
         )
         return tuple(failures)
+
+    # -- payloads --------------------------------------------------------------------------
+
+    def _payload_routes(self, event: MessageEvent) -> dict[int, tuple[t.Any, list[Route[t.Any]]]]:
+        """The payload schemas of the handlers ``event`` reaches, each with its routes."""
+        found: dict[int, tuple[t.Any, list[Route[t.Any]]]] = {}
+        for route in self._registry.routes_for(type(event)):
+            if route.payload is not None and (not route.filters or route.matches(event)):
+                found.setdefault(id(route.payload), (route.payload, []))[1].append(route)
+        return found
+
+    def _load_payloads(
+        self,
+        envelopes: t.Sequence[Envelope],
+        events: t.Sequence[Event],
+        rejected: t.Sequence[Rejection],
+    ) -> tuple[dict[int, dict[int, MessageEvent | None]], tuple[Rejection, ...]]:
+        """Load each payload schema on each message it applies to, once; returns what each
+        loaded (by event, then schema; ``None`` for a refusal) and the refusals, which are
+        logged and sent on ``payload_rejected``."""
+        loaded: dict[int, dict[int, MessageEvent | None]] = {}
+        refused: list[tuple[int, list[Route[t.Any]], dict[str, t.Any]]] = []
+        for number, event in enumerate(events):
+            if not isinstance(event, MessageEvent):
+                continue
+            results: dict[int, MessageEvent | None] = {}
+            for key, (schema, routes) in self._payload_routes(event).items():
+                try:
+                    results[key], messages = load_payload(schema, event)
+                except Exception:
+                    continue  # a schema's own bug: it fails the handler's call, later
+                if messages is not None:
+                    refused.append((number, routes, messages))
+            loaded[id(event)] = results
+        if not refused:
+            return loaded, ()
+        places = _places(envelopes, rejected)
+        rejections = []
+        for number, routes, messages in refused:
+            event = events[number]
+            envelope, index = places[number]
+            rejection = Rejection(
+                envelope=envelope,
+                index=index,
+                errors=messages,
+                raw=event.raw,
+                handlers=tuple(handler_name(route.handler) for route in routes),
+            )
+            logger.info(
+                "The payload of %s was refused for %s: %s",
+                preview(event, 500),
+                ", ".join(rejection.handlers),
+                preview(messages, 500),
+            )
+            self._notify(signals.payload_rejected, event=event, rejection=rejection)
+            rejections.append(rejection)
+        return loaded, tuple(rejections)
+
+    def _payload_preparer(self, event: MessageEvent, loaded: Loaded) -> Prepare:
+        """What gives each payload handler of ``event`` its copy of the event: what the
+        request loaded, or (on a worker, or from :meth:`emit`) a load made on first use."""
+        results = dict(loaded.get(id(event), {})) if loaded else {}
+
+        def prepare(route: Route[t.Any]) -> tuple[MessageEvent] | None:
+            key = id(route.payload)
+            if key not in results:
+                results[key], messages = load_payload(route.payload, event)
+                if messages is not None:
+                    # Already in the answer when the request loaded it; logged here in case
+                    # the schema refuses now what it took then.
+                    logger.info(
+                        "Skipped %s: its payload schema refused %s: %s",
+                        handler_name(route.handler),
+                        preview(event, 500),
+                        preview(messages, 500),
+                    )
+            found = results[key]
+            return None if found is None else (found,)
+
+        return prepare
 
     def _notify(self, signal: Signal, **kwargs: t.Any) -> None:
         """Send a bookkeeping signal; a subscriber that raises is logged and ignored."""
@@ -584,6 +701,20 @@ class Receiver:
 
 
 _SIGNAL_CACHE: dict[type[Event], tuple[Signal, ...]] = {}
+
+
+def _places(
+    envelopes: t.Sequence[Envelope], rejected: t.Sequence[Rejection]
+) -> list[tuple[int, int]]:
+    """``(envelope, index)`` of each event, in the order of the events: every item of the body
+    in order, but those rejected."""
+    skipped = {(r.envelope, r.index) for r in rejected}
+    return [
+        (position, index)
+        for position, envelope in enumerate(envelopes)
+        for index in range(len(envelope.items))
+        if (position, index) not in skipped
+    ]
 
 
 def _signals_for(event_class: type[Event]) -> tuple[Signal, ...]:

@@ -86,6 +86,9 @@ class Route(t.Generic[K]):
     handler: t.Callable[..., t.Any]
     key: K
     filters: tuple[tuple[str, Matcher], ...]
+    #: What the handler's arguments are made with, for a handler that asked for more than the
+    #: subject (a message payload schema); ``None`` for the common handler. See :func:`deliver`.
+    payload: t.Any = None
 
     def matches(self, subject: object) -> bool:
         """Whether every filter accepts the same-named attribute of ``subject``."""
@@ -100,13 +103,22 @@ class Registry(t.Generic[K]):
         self._routes: list[Route[K]] = []
         self._accepts = accepts
         self._cache: dict[t.Any, tuple[Route[K], ...]] = {}
+        #: Whether any route has a ``payload``: without one, nothing needs preparing.
+        self.has_payloads = False
 
-    def add(self, key: K, handler: H, filters: tuple[tuple[str, Matcher], ...] = ()) -> H:
+    def add(
+        self,
+        key: K,
+        handler: H,
+        filters: tuple[tuple[str, Matcher], ...] = (),
+        payload: t.Any = None,
+    ) -> H:
         """Register ``handler`` under ``key`` with filters from :func:`compile_filters`."""
         if not callable(handler):
             raise TypeError(f"A handler must be callable, got {handler!r}.")
-        self._routes.append(Route(handler=handler, key=key, filters=filters))
+        self._routes.append(Route(handler=handler, key=key, filters=filters, payload=payload))
         self._cache.clear()
+        self.has_payloads = self.has_payloads or payload is not None
         return handler
 
     def routes_for(self, lookup: t.Any) -> tuple[Route[K], ...]:
@@ -174,6 +186,8 @@ ISOLATED: t.Final = (Exception, asyncio.CancelledError)
 
 #: Told of each isolated call that raised: the handler or subscriber, and what it raised.
 OnFailure = t.Callable[[t.Callable[..., t.Any], BaseException], object]
+#: Makes the arguments of a route that has a ``payload``; ``None`` skips that route.
+Prepare = t.Callable[[Route[t.Any]], "tuple[t.Any, ...] | None"]
 
 
 def deliver(
@@ -184,6 +198,7 @@ def deliver(
     sender: object,
     kwargs: t.Mapping[str, t.Any],
     failed: OnFailure,
+    prepare: Prepare | None = None,
 ) -> None:
     """Call each route whose filters accept ``subject`` with ``args``, then each subscriber of
     each of ``signals`` for ``sender`` with ``(sender, **kwargs)``; isolate every call. An
@@ -191,12 +206,22 @@ def deliver(
 
     :param failed: called at once with each call that raised, before the next call runs (so
         that what it reports comes in the order things happened); the others all run.
+    :param prepare: makes the arguments of each route that has a ``payload``: ``None`` skips
+        the route (``prepare`` reports why), and an error it raises fails that route's call.
+        Without ``prepare`` such routes are skipped.
     """
     for route in routes:
         if route.filters and not route.matches(subject):
             continue
         try:
-            result = route.handler(*args)
+            call_args = args
+            if route.payload is not None:
+                # Inside the try: what fails while preparing fails this handler's call.
+                prepared = None if prepare is None else prepare(route)
+                if prepared is None:
+                    continue
+                call_args = prepared
+            result = route.handler(*call_args)
             # Most handlers return None; asking inspect about it costs more than the call.
             if result is not None and inspect.isawaitable(result):
                 _wait(result)

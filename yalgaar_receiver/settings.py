@@ -21,6 +21,7 @@ from .exceptions import ConfigurationError
 __all__ = [
     "PREFIX",
     "Secrets",
+    "choice",
     "config_key",
     "count",
     "flag",
@@ -120,8 +121,20 @@ def flag(value: object, name: str) -> bool:
     raise ConfigurationError(f"{name} must be True or False, not {value!r}.")
 
 
+def choice(value: object, name: str, choices: t.Sequence[str]) -> str:
+    """One of ``choices``, exactly as written there."""
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigurationError(f"{name} must be one of {tuple(choices)}, not {value!r}.")
+    return value
+
+
 def text_list(
-    value: object, name: str, *, item: str = "value", refuse_text: bool = False
+    value: object,
+    name: str,
+    *,
+    item: str = "value",
+    refuse_text: bool = False,
+    trim: bool = True,
 ) -> tuple[str, ...]:
     """Non-empty strings, trimmed: a list, or one comma-separated string (as a config key from
     an environment variable holds); an empty string means none.
@@ -129,6 +142,8 @@ def text_list(
     :param item: what one entry is called in the messages.
     :param refuse_text: refuse one string: passed in code, ``client_keys="ck-1"`` would
         otherwise configure the key it meant and no other, which is right only by luck.
+    :param trim: with ``False``, entries are kept exactly as given (an encryption key is its
+        characters, spaces included); an entry that is empty or only spaces is still refused.
     """
     if isinstance(value, str):
         if refuse_text:
@@ -150,11 +165,10 @@ def text_list(
     for entry in entries:
         if not isinstance(entry, str):
             raise ConfigurationError(f"{name} must hold strings; got {type(entry).__name__}.")
-        text = entry.strip()
-        if not text:
+        if not entry.strip():
             # Yalgaar's own doc shows "clientKey": "", so an empty key would accept anything.
             raise ConfigurationError(f"{name} holds an empty {item}; remove it.")
-        result.append(text)
+        result.append(entry.strip() if trim else entry)
     return tuple(result)
 
 

@@ -33,6 +33,9 @@ message = _signals.signal("message")
 unknown_event = _signals.signal("unknown-event")
 #: ``rejection=``: a malformed item that was not dispatched.
 event_rejected = _signals.signal("event-rejected")
+#: ``event=``, ``rejection=``: a handler's payload schema refused the message of ``event``;
+#: the handlers ``rejection.handlers`` names do not get it, the others do.
+payload_rejected = _signals.signal("payload-rejected")
 #: ``error=``: a request refused as a whole (answered 400, 403 or 413).
 envelope_rejected = _signals.signal("envelope-rejected")
 #: ``event=``, ``handler=``, ``error=``: a handler or subscriber raised.

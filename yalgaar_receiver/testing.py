@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from blinker import ANY
 
 from . import signals
+from .encryption import MessageKeys
 from .events import Batch, Event, HandlerFailure, Rejection
 from .exceptions import YalgaarError
 from .receiver import Receiver
@@ -104,17 +105,29 @@ def unbind(channel: str, uuid: str, *, at: When = None) -> dict[str, t.Any]:
     return _presence_item(channel, uuid, "unbind", at)
 
 
-def message(channel: str, uuid: str, text_or_obj: object, *, at: When = None) -> dict[str, t.Any]:
+def message(
+    channel: str,
+    uuid: str,
+    text_or_obj: object,
+    *,
+    at: When = None,
+    encrypt_key: str | None = None,
+) -> dict[str, t.Any]:
     """A message item: ``uuid`` published on ``channel``.
 
     :param text_or_obj: the published text; any other JSON value is encoded as compact JSON text
-        first, as Yalgaar's SDKs publish strings (so ``event.json()`` gives the value back).
+        first, as Yalgaar's SDKs publish strings (so ``event.json()`` gives the value back, and
+        a ``payload=`` schema loads it).
     :param at: as in :func:`bind`.
+    :param encrypt_key: encrypt the text with this key, as a publisher whose SDK was given it
+        does (see :mod:`~yalgaar_receiver.encryption`; needs the ``crypto`` extra).
     """
     if isinstance(text_or_obj, str):
         text = text_or_obj
     else:
         text = json.dumps(text_or_obj, separators=(",", ":"), ensure_ascii=False)
+    if encrypt_key is not None:
+        text = MessageKeys([encrypt_key]).encrypt(text)
     return {"channel": channel, "uuid": uuid, "timestamp": _seconds(at), "message": text}
 
 
@@ -228,7 +241,9 @@ class Capture:
 
     @property
     def rejections(self) -> list[Rejection]:
-        """The malformed items that were reported and not dispatched."""
+        """What the answers reported as ``rejected``: the malformed items (not dispatched), and
+        the messages a handler's payload schema refused (``Rejection.handlers`` names who did
+        not get them)."""
         return self._values("rejection")
 
     @property
@@ -315,6 +330,7 @@ def capture_events(receiver: Receiver | None = None) -> t.Iterator[Capture]:
         (signals.message, "event", "event"),
         (signals.unknown_event, "event", "event"),
         (signals.event_rejected, "rejection", "rejection"),
+        (signals.payload_rejected, "rejection", "rejection"),
         (signals.envelope_rejected, "refusal", "error"),
         (signals.duplicate_event, "duplicate", "event"),
         (signals.event_dead_lettered, "dead_letter", "event"),

@@ -20,6 +20,7 @@ from werkzeug.serving import make_server
 
 from yalgaar_receiver import BindEvent, MessageEvent, Receiver, create_blueprint
 from yalgaar_receiver.cli import main
+from yalgaar_receiver.encryption import MessageKeys
 from yalgaar_receiver.testing import (
     Capture,
     bind,
@@ -414,3 +415,56 @@ def test_replay_reads_a_pretty_printed_body_as_validate_does(
     assert result.exit_code == 0, result.output
     assert "Replayed 1 bodies" in result.output
     assert [e.uuid for e in server.capture.of_type(BindEvent)] == ["alice"]
+
+
+def test_send_encrypts_each_message_as_the_sdk_does(server: Server) -> None:
+    result = invoke(
+        "send", "message", "--url", f"{server.url}/message", "--client-key", KEY,
+        "--channel", "vault", "--uuid", "bob", "--message", "the plan", "--encrypt-key", "s3cret",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    [event] = server.capture.of_type(MessageEvent)
+    assert event.message != "the plan"  # this receiver has no key: it sees the ciphertext
+    assert MessageKeys(["s3cret"]).decrypt(event.message) == "the plan"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--encrypt-key", "k" * 40], "40 bytes long"),
+        (["--encrypt-key", "k", "--action", "bind"], "for message webhooks"),
+    ],
+)
+def test_send_refuses_a_key_it_cannot_use(args: list[str], message: str) -> None:
+    source = "presence" if "--action" in args else "message"
+    result = invoke(
+        "send", source, "--url", refused_url(), "--client-key", KEY, "--channel", "c",
+        "--uuid", "u", *args,
+    )  # fmt: skip
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_listen_shows_messages_decrypted(tmp_path: Path) -> None:
+    port = free_port()
+    listen = subprocess.Popen(
+        [SCRIPT, "listen", "--port", str(port), "--client-key", KEY, "--message-key", "s3cret"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        wait_for_port(port, listen)
+        url = f"http://127.0.0.1:{port}/message"
+        for extra in (["--encrypt-key", "s3cret"], []):
+            sent = subprocess.run(
+                [
+                    SCRIPT, "send", "message", "--url", url, "--client-key", KEY,
+                    "--channel", "vault", "--uuid", "bob", "--message", "the plan", *extra,
+                ],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert sent.returncode == 0, sent.stdout + sent.stderr
+    finally:
+        output = stop(listen)
+    assert "message  channel='vault' uuid='bob'" in output
+    assert "message='the plan' (decrypted)" in output
+    assert "rejected envelope 0 item 0: message: The message is not base64 text" in output

@@ -52,6 +52,7 @@ PUBLIC = {
     "yalgaar_receiver.settings": [
         "PREFIX",
         "Secrets",
+        "choice",
         "config_key",
         "count",
         "flag",
@@ -61,6 +62,8 @@ PUBLIC = {
         "text_list",
     ],
     "yalgaar_receiver.parsing": ["LOADERS", "Envelope", "Parser", "parse_envelope"],
+    "yalgaar_receiver.encryption": ["KEY_SIZES", "UNDECRYPTABLE", "MessageKeys"],
+    "yalgaar_receiver.payloads": ["MessageDecorator", "load_payload"],
     "yalgaar_receiver.routing": [
         "ISOLATED",
         "Decorator",

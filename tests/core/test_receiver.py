@@ -612,6 +612,7 @@ def test_signal_kwargs_are_documented_names() -> None:
         "message": "message",
         "unknown_event": "unknown-event",
         "event_rejected": "event-rejected",
+        "payload_rejected": "payload-rejected",
         "envelope_rejected": "envelope-rejected",
         "handler_failed": "handler-failed",
         "duplicate_event": "duplicate-event",

@@ -23,10 +23,21 @@ import pytest
 from yalgaar_receiver import BindEvent, MessageEvent, Receiver
 from yalgaar_receiver.delivery.celery import CeleryDispatcher
 from yalgaar_receiver.delivery.serialization import event_to_dict
+from yalgaar_receiver.encryption import MessageKeys
 from yalgaar_receiver.exceptions import ConfigurationError
 
 from .. import celery_worker
-from ..celery_worker import DEAD_LETTERS, HANDLED, QUEUE, RELEASE, STARTED, Stack, build
+from ..celery_worker import (
+    DEAD_LETTERS,
+    HANDLED,
+    LOADED,
+    MESSAGE_KEY,
+    QUEUE,
+    RELEASE,
+    STARTED,
+    Stack,
+    build,
+)
 from ..payloads import KEY
 from ..servers import RedisServer, start_redis
 
@@ -166,6 +177,38 @@ def test_decorated_handlers_run_on_the_worker(worker: Worker, web: Stack) -> Non
     assert entries["b1"]["type"] == "bind"
     assert entries["m1"]["message"] == '{"n":1}'
     assert entries["m1"]["ts"] == "2018-03-21 05:20:00.250000+00:00"  # exact, microseconds kept
+
+
+def test_payloads_are_checked_in_the_request_and_loaded_on_the_worker(
+    worker: Worker, web: Stack
+) -> None:
+    good = {"channel": "typed", "uuid": "p1", "timestamp": "1521609600", "message": '{"id": 1}'}
+    bad = {"channel": "typed", "uuid": "p2", "timestamp": "1521609600", "message": '{"id": "x"}'}
+    response = web.flask_app.test_client().post(
+        "/yalgaar/message", data=envelope("Message", good, bad)
+    )
+    assert response.status_code == 200
+    assert response.json is not None
+    [refused] = response.json["rejected"]
+    assert refused["index"] == 1
+    assert refused["handlers"] == ["tests.celery_worker.build.<locals>.typed"]
+    assert refused["errors"] == {"message": {"id": ["Not a valid integer."]}}
+    wait_for(lambda: "p1" in handled_uuids(web), "the typed handler on the worker")
+    [entry] = [e for e in handled(web) if e["uuid"] in ("p1", "p2")]
+    assert entry["payload"] == {"id": 1} and entry["pid"] == worker.process.pid
+    loads = [json.loads(x) for x in web.store.lrange(LOADED, 0, -1)]
+    # Once in the request (this process), once on the worker: the task carried the text.
+    assert sorted(load["pid"] for load in loads) == sorted([os.getpid(), worker.process.pid])
+
+
+def test_an_encrypted_message_crosses_to_the_worker_decrypted(worker: Worker, web: Stack) -> None:
+    sealed = MessageKeys([MESSAGE_KEY]).encrypt("for the worker")
+    item = {"channel": "orders", "uuid": "e1", "timestamp": "1521609600", "message": sealed}
+    response = web.flask_app.test_client().post("/yalgaar/message", data=envelope("Message", item))
+    assert response.status_code == 200
+    wait_for(lambda: "e1" in handled_uuids(web), "the worker's handler")
+    [entry] = [e for e in handled(web) if e["uuid"] == "e1"]
+    assert (entry["message"], entry["encrypted"]) == ("for the worker", True)
 
 
 def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(

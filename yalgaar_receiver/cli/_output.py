@@ -23,6 +23,8 @@ def describe(event: Event) -> str:
     when = event.timestamp.isoformat().replace("+00:00", "Z") if event.timestamp else "-"
     if isinstance(event, MessageEvent):
         kind, detail = "message", f"message={clip(event.message)}"
+        if event.encrypted:
+            detail += " (decrypted)"
     elif isinstance(event, PresenceEvent):
         kind, detail = event.event_type, f"action={event.raw_action!r}"
     elif isinstance(event, UnknownEvent):

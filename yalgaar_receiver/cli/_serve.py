@@ -14,6 +14,7 @@ import click
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from ..encryption import MessageKeys
 from ..events import Event
 from ..exceptions import YalgaarError, YalgaarSecurityWarning
 from ..flask import blueprint_settings, create_blueprint
@@ -22,10 +23,19 @@ from ._http import reason
 from ._output import describe, quiet_package_log, stamp
 
 
-def printing_receiver(client_keys: t.Sequence[str]) -> Receiver:
-    """A receiver that prints every event; any key is accepted when none is given."""
+def printing_receiver(client_keys: t.Sequence[str], message_keys: t.Sequence[str] = ()) -> Receiver:
+    """A receiver that prints every event; any key is accepted when none is given. With
+    ``message_keys``, messages are decrypted, and one that none decrypts is rejected."""
     try:
-        receiver = Receiver(client_keys=list(client_keys), allow_unauthenticated=not client_keys)
+        keys = MessageKeys(message_keys) if message_keys else None
+    except YalgaarError as error:
+        raise click.BadParameter(str(error), param_hint="--message-key") from None
+    try:
+        receiver = Receiver(
+            client_keys=list(client_keys),
+            allow_unauthenticated=not client_keys,
+            message_keys=keys,
+        )
     except YalgaarError as error:
         raise click.BadParameter(str(error), param_hint="--client-key") from None
 

@@ -22,11 +22,24 @@ from ._serve import app, printing_receiver, server, url_host
     help="A clientKey to accept (repeatable); without one, every key is accepted.",
 )
 @click.option(
+    "--message-key",
+    "message_keys",
+    multiple=True,
+    help="An AES key publishers encrypt messages with (repeatable): messages are shown "
+    "decrypted (needs the crypto extra).",
+)
+@click.option(
     "--capture",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Append every JSON body received to this JSON-lines file.",
 )
-def listen(host: str, port: int, client_keys: tuple[str, ...], capture: Path | None) -> None:
+def listen(
+    host: str,
+    port: int,
+    client_keys: tuple[str, ...],
+    message_keys: tuple[str, ...],
+    capture: Path | None,
+) -> None:
     """Run a throwaway receiver that prints every event as it arrives.
 
     It answers on /presence, /message and / like an app with the blueprint. Point the Yalgaar
@@ -38,7 +51,7 @@ def listen(host: str, port: int, client_keys: tuple[str, ...], capture: Path | N
     Example:
       yalgaar-receiver listen --port 5000 --client-key ck-test --capture seen.jsonl
     """
-    receiver = printing_receiver(client_keys)
+    receiver = printing_receiver(client_keys, message_keys)
     running = server(app(receiver, capture), host, port)
     where = f"http://{url_host(host)}:{running.server_port}"
     keys = f"{len(client_keys)} client key(s)" if client_keys else "ANY clientKey (no key given)"

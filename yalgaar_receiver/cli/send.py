@@ -8,6 +8,8 @@ import time
 import click
 
 from .. import wire
+from ..encryption import MessageKeys
+from ..exceptions import YalgaarError
 from ..testing import Payload, bind, message, message_envelope, presence_envelope, unbind
 from ._http import MAX_BATCH, post, summarize, timeout_option, url_option
 
@@ -53,6 +55,11 @@ from ._http import MAX_BATCH, post, summarize, timeout_option, url_option
     show_default=True,
     help="Seconds between requests (Yalgaar batches every 2 s).",
 )
+@click.option(
+    "--encrypt-key",
+    help="Message only: encrypt each message with this AES key, as Yalgaar's SDKs do "
+    "(needs the crypto extra).",
+)
 @timeout_option
 def send(
     source: str,
@@ -65,6 +72,7 @@ def send(
     count: int,
     batch: int,
     interval: float,
+    encrypt_key: str | None,
     timeout: float,
 ) -> None:
     """Post realistic envelopes to a receiver, as Yalgaar would.
@@ -80,6 +88,13 @@ def send(
     """
     if source == "presence" and text is not None:
         raise click.UsageError("--message is for message webhooks; presence items have none.")
+    if source == "presence" and encrypt_key is not None:
+        raise click.UsageError("--encrypt-key is for message webhooks; presence items have none.")
+    if encrypt_key is not None:
+        try:
+            MessageKeys([encrypt_key])
+        except YalgaarError as error:
+            raise click.BadParameter(str(error), param_hint="--encrypt-key") from None
     requests = math.ceil(count / batch)
     failed = 0
     for number in range(requests):
@@ -87,7 +102,7 @@ def send(
             time.sleep(interval)
         first = number * batch
         size = min(batch, count - first)
-        body = _envelope(source, client_key, channel, uuid, action, text, first, size)
+        body = _envelope(source, client_key, channel, uuid, action, text, first, size, encrypt_key)
         status, answer = post(url, body.to_bytes(), timeout=timeout)
         failed += not 200 <= status < 300
         click.echo(
@@ -106,6 +121,7 @@ def _envelope(
     text: str | None,
     first: int,
     size: int,
+    encrypt_key: str | None,
 ) -> Payload:
     if source == "presence":
         build = bind if action == "bind" else unbind
@@ -113,7 +129,12 @@ def _envelope(
             *(build(channel, uuid) for _ in range(size)), client_key=client_key
         )
     items = (
-        message(channel, uuid, text if text is not None else {"n": n, "text": "hello"})
+        message(
+            channel,
+            uuid,
+            text if text is not None else {"n": n, "text": "hello"},
+            encrypt_key=encrypt_key,
+        )
         for n in range(first + 1, first + size + 1)
     )
     return message_envelope(*items, client_key=client_key)

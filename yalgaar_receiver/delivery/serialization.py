@@ -17,13 +17,15 @@ seen in the request. Version 1 of the form, field by field:
 ``extra``       the item's fields this package does not know
 ``action``      presence kinds only: ``bind``, ``unbind`` or ``unknown``
 ``raw_action``  presence kinds only: the action as received
-``message``     ``message`` only: the text as published
+``message``     ``message`` only: the text as published (decrypted, when it was encrypted)
+``encrypted``   ``message`` only: ``true`` when the text was decrypted; absent reads as ``false``
 ``source``      ``unknown`` only: the envelope's ``source`` as received
 =============== ======================================================================
 
 Rules that keep old and new processes talking during a rolling upgrade: a reader ignores keys it
 does not know, so adding a key keeps ``v`` at 1; removing a key or changing what one means makes
-a new version, and readers keep reading the old one. ``raw`` and ``extra`` hold what a JSON
+a new version, and readers keep reading the old one. A message's ``payload`` is not written: the
+reader's handlers load it again from the text. ``raw`` and ``extra`` hold what a JSON
 decoder produced, so they are written as they are; a non-finite number that Python's decoder let
 through (``NaN``) is written the way Python writes it, which Python, Celery and kombu read back.
 
@@ -79,6 +81,8 @@ def event_to_dict(event: Event) -> dict[str, t.Any]:
         data["raw_action"] = event.raw_action
     elif isinstance(event, MessageEvent):
         data["message"] = event.message
+        if event.encrypted:
+            data["encrypted"] = True
     elif isinstance(event, UnknownEvent):
         data["source"] = event.source
     return data
@@ -118,6 +122,9 @@ def event_from_dict(data: t.Mapping[str, t.Any]) -> Event:
             fields["raw_action"] = _text(data, "raw_action")
         elif issubclass(cls, MessageEvent):
             fields["message"] = _text(data, "message")
+            fields["encrypted"] = data.get("encrypted", False)
+            if not isinstance(fields["encrypted"], bool):
+                raise ValueError("The serialized field 'encrypted' must be true or false.")
         elif issubclass(cls, UnknownEvent):
             fields["source"] = _text(data, "source")
         if cls is not UnknownEvent and fields["channel"] is None:

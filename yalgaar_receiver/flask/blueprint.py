@@ -562,4 +562,7 @@ def _summary(outcome: Outcome, *, deduplicating: bool) -> str:
 
 
 def _rejection(rejection: Rejection) -> dict[str, t.Any]:
-    return {"envelope": rejection.envelope, "index": rejection.index, "errors": rejection.errors}
+    found = {"envelope": rejection.envelope, "index": rejection.index, "errors": rejection.errors}
+    if rejection.handlers:
+        found["handlers"] = list(rejection.handlers)
+    return found
