@@ -5,8 +5,10 @@
 (``on_bind``, ``on_unbind``, ``on_presence``, ``on_message``, ``on_unknown``: a bind event reaches
 two of them, as it reaches the ``bind`` and ``presence`` signals), answering the JSON summary a
 real deployment answers; ``make_receiver(url_token=True)`` adds the secret URL token that
-``docs/security.md`` recommends. Blinker subscribers cost the same as handlers per call; they are
-left out so that the figure is the receiver's and not blinker's.
+``docs/security.md`` recommends, and ``make_receiver(instrumented=True)`` the Prometheus metrics
+and OpenTelemetry traces of ``docs/observability.md`` (an SDK tracer provider with no
+exporter). Blinker subscribers cost the same as handlers per call; they are left out so that
+the figure is the receiver's and not blinker's.
 """
 
 from __future__ import annotations
@@ -35,11 +37,26 @@ def _noop(*args: t.Any, **kwargs: t.Any) -> None:
     """Stands for an application's handler; does nothing, so only the receiver is measured."""
 
 
-def make_receiver(url_token: bool = False) -> Flask:
+def instrument(receiver: Receiver) -> tuple[t.Any, t.Any, t.Any]:
+    """Metrics into a registry of their own, and traces into a provider with no exporter; the
+    :class:`~yalgaar_receiver.metrics.Metrics`, the :class:`~yalgaar_receiver.tracing.Tracing`
+    and the provider, for the test that checks the switch is live."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from prometheus_client import CollectorRegistry
+
+    from yalgaar_receiver import metrics, tracing
+
+    provider = TracerProvider()
+    traced = tracing.instrument(receiver, tracer_provider=provider)
+    return metrics.instrument(receiver, registry=CollectorRegistry()), traced, provider
+
+
+def make_receiver(url_token: bool = False, instrumented: bool = False) -> Flask:
     """The receiver's blueprint under ``/yalgaar``, with a no-op handler per event signal.
 
     :param url_token: protect it with a URL token as well (``/yalgaar/<token>/presence``), the
         set-up ``docs/security.md`` recommends; without, the client key alone protects it.
+    :param instrumented: with metrics and traces (:func:`instrument`).
     """
     receiver = Receiver(client_keys=[envelopes.CLIENT_KEY])
     for decorator in (
@@ -50,10 +67,12 @@ def make_receiver(url_token: bool = False) -> Flask:
         receiver.on_unknown,
     ):
         decorator(_noop)
+    instruments = instrument(receiver) if instrumented else None
     app = Flask("receiver")
     if url_token:
         blueprint = create_blueprint(receiver, url_tokens=[envelopes.URL_TOKEN])
     else:
         blueprint = create_blueprint(receiver, allow_client_key_only=True)
     app.register_blueprint(blueprint, url_prefix="/yalgaar")
+    app.extensions["bench_instruments"] = instruments
     return app

@@ -284,6 +284,8 @@ class Rejection:
     :param raw: the item as received.
     :param handlers: for a refused payload, the names of the handlers that did not get the
         event (``module.qualname``); empty for a malformed item.
+    :param kind: what the item was read as: ``"presence"``, ``"message"`` or ``"unknown"`` (an
+        envelope of a source this package does not know); ``""`` when it was never read.
     """
 
     envelope: int
@@ -291,6 +293,7 @@ class Rejection:
     errors: t.Mapping[str, t.Any]
     raw: t.Any = field(default=None, repr=False, compare=False)
     handlers: tuple[str, ...] = ()
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -310,11 +313,16 @@ class Batch:
     :param rejected: the malformed items.
     :param client_keys: each envelope's ``clientKey``, in order; ``None`` when it was missing
         or not a string.
+    :param sources: each envelope's kind, in order: ``"presence"``, ``"message"``,
+        ``"unknown"``, or ``""`` when neither the envelope nor the URL said (each item decided).
+    :param sizes: how many items each envelope held, in order, valid or not.
     """
 
     events: tuple[Event, ...]
     rejected: tuple[Rejection, ...]
     client_keys: tuple[str | None, ...]
+    sources: tuple[str, ...] = ()
+    sizes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,7 +29,7 @@ from .events import Batch, Event, MessageEvent, Rejection, UnknownEvent
 from .exceptions import ConfigurationError, InvalidEnvelopeError
 from .schemas import EnvelopeSchema, ItemSchema, MessageItemSchema, PresenceItemSchema
 
-__all__ = ["LOADERS", "Envelope", "Parser", "parse_envelope"]
+__all__ = ["LOADERS", "Envelope", "Parser", "batch_of", "parse_envelope"]
 
 #: The ways items can be loaded: ``"derived"`` (a loader derived from the schemas' fields,
 #: wherever it gives what ``Schema.load`` gives) or ``"marshmallow"`` (``Schema.load`` alone).
@@ -159,11 +159,7 @@ class Parser:
     def load(self, envelopes: t.Sequence[Envelope]) -> Batch:
         """Validate every item of every envelope: events in body order, and the rejected items."""
         events, rejected = self.load_items(envelopes)
-        return Batch(
-            events=events,
-            rejected=rejected,
-            client_keys=tuple(envelope.client_key for envelope in envelopes),
-        )
+        return batch_of(envelopes, events, rejected)
 
     def load_items(
         self, envelopes: t.Sequence[Envelope]
@@ -190,7 +186,13 @@ class Parser:
                 else:
                     assert messages is not None
                     rejected.append(
-                        Rejection(envelope=position, index=index, errors=messages, raw=item)
+                        Rejection(
+                            envelope=position,
+                            index=index,
+                            errors=messages,
+                            raw=item,
+                            kind=item_kind,
+                        )
                     )
         return tuple(events), tuple(rejected)
 
@@ -237,6 +239,21 @@ class Parser:
             f"The body is a JSON object without 'items' or any of {keys}; "
             "it is not a Yalgaar envelope."
         )
+
+
+def batch_of(
+    envelopes: t.Sequence[Envelope],
+    events: tuple[Event, ...],
+    rejected: tuple[Rejection, ...],
+) -> Batch:
+    """The :class:`~yalgaar_receiver.Batch` of what was loaded from ``envelopes``."""
+    return Batch(
+        events=events,
+        rejected=rejected,
+        client_keys=tuple(envelope.client_key for envelope in envelopes),
+        sources=tuple(envelope.kind or "" for envelope in envelopes),
+        sizes=tuple(len(envelope.items) for envelope in envelopes),
+    )
 
 
 def _schema(given: object, stock: type[ItemSchema], setting: str) -> ItemSchema:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 import typing as t
 import warnings
+from datetime import datetime, timezone
 
 from blinker import Signal
 
@@ -35,7 +37,6 @@ from .delivery.dedupe import (
 from .delivery.dispatch import Dispatcher, Emit, InlineDispatcher
 from .encryption import MessageKeys
 from .events import (
-    Batch,
     BindEvent,
     Event,
     HandlerFailure,
@@ -54,9 +55,18 @@ from .exceptions import (
     PayloadTooLargeError,
     YalgaarError,
 )
-from .parsing import Envelope, Parser
+from .parsing import Envelope, Parser, batch_of
 from .payloads import MessageDecorator, load_payload
-from .routing import Decorator, Prepare, Registry, Route, deliver, handler_name
+from .routing import (
+    Decorator,
+    Prepare,
+    Registry,
+    Route,
+    deliver,
+    handler_name,
+    listened,
+    notify,
+)
 from .schemas import MessageItemSchema, PresenceItemSchema
 from .wire import preview
 
@@ -67,6 +77,9 @@ __all__ = ["REFUSALS", "Receiver"]
 Loaded = t.Mapping[int, t.Mapping[int, MessageEvent | None]] | None
 
 logger = logging.getLogger("yalgaar_receiver")
+
+#: Seconds between two warnings of possible loss at the sender.
+_LOSS_WARNING_INTERVAL: t.Final = 60.0
 
 #: The refusals of a whole request by :meth:`Receiver.handle`; each is sent on
 #: ``envelope_rejected``.
@@ -123,6 +136,12 @@ class Receiver:
     :param undecryptable: with ``message_keys``, a message none of them decrypts is rejected as
         an item (``"reject"``, the default) or delivered as it came (``"deliver"``, what
         Yalgaar's SDKs do).
+    :param sender_cap: the most items the sender puts in one request: Yalgaar sends at most
+        200 events per 2-second window and silently drops the rest, so an envelope that holds
+        this many is the sign of events the receiver will never see. It is sent on
+        ``possible_loss`` and logged (a warning at most once a minute). ``None`` turns it off.
+    :param clock: seconds from a monotonic clock, for the once-a-minute warning; tests pass
+        a fake one.
     :param dead_letters: where given-up events are kept
         (:class:`~yalgaar_receiver.delivery.JsonLinesDeadLetterSink` or
         :class:`~yalgaar_receiver.delivery.RedisDeadLetterSink`); ``None`` logs each one at
@@ -152,6 +171,8 @@ class Receiver:
         dead_letters: DeadLetterSink | None = None,
         message_keys: t.Iterable[str] | MessageKeys | None = None,
         undecryptable: str = "reject",
+        sender_cap: int | None = 200,
+        clock: t.Callable[[], float] = time.monotonic,
         max_body_bytes: int | None = None,
         fail_on_handler_error: bool | None = None,
     ) -> None:
@@ -176,6 +197,11 @@ class Receiver:
             None if max_attempts is None else settings.positive_int(max_attempts, "max_attempts")
         )
         self.dead_letters = dead_letters
+        self.sender_cap = (
+            None if sender_cap is None else settings.positive_int(sender_cap, "sender_cap")
+        )
+        self._clock = clock
+        self._loss_warned: float | None = None  # when possible loss was last logged
         self._attempts: Attempts = dedupe if isinstance(dedupe, Attempts) else MemoryAttempts()
         # (source_hint, source) pairs already warned about, so that the log says it once.
         self._mismatches: set[tuple[str, str]] = set()
@@ -307,12 +333,14 @@ class Receiver:
         except REFUSALS as error:
             self.refused(error)
             raise
-        if signals.envelope_received.receivers:
-            keys = tuple(envelope.client_key for envelope in envelopes)
-            batch = Batch(events=events, rejected=rejected, client_keys=keys)
-            self._notify(signals.envelope_received, batch=batch)
+        if self.sender_cap is not None:
+            for envelope in envelopes:
+                if len(envelope.items) >= self.sender_cap:
+                    self._possible_loss(envelope)
+        if listened(signals.envelope_received, self._sender):
+            self.notify(signals.envelope_received, batch=batch_of(envelopes, events, rejected))
         for rejection in rejected:
-            self._notify(signals.event_rejected, rejection=rejection)
+            self.notify(signals.event_rejected, rejection=rejection)
         loaded: Loaded = None
         if self._registry.has_payloads:
             # Loaded now, so that a refused payload is in the answer whichever the dispatcher;
@@ -408,12 +436,45 @@ class Receiver:
                         self.dedupe.done(claim)
                 except Exception:
                     logger.warning("Could not mark %s done", preview(event, 500), exc_info=True)
-        self._notify(
+        self.notify(
             signals.event_dead_lettered,
             event=event,
             failures=tuple(failures),
             attempts=attempts,
         )
+
+    def _possible_loss(self, envelope: Envelope) -> None:
+        """Report an envelope as full as the sender makes them: events were probably dropped."""
+        now = self._clock()
+        warn = self._loss_warned is None or now - self._loss_warned >= _LOSS_WARNING_INTERVAL
+        listening = listened(signals.possible_loss, self._sender)
+        if not (warn or listening):
+            return  # the common case under a steady overload: nothing to count for
+        channels: dict[str, int] = {}
+        for item in envelope.items:
+            channel = item.get("channel") if isinstance(item, dict) else None
+            name = channel.strip() if isinstance(channel, str) else str(channel)
+            channels[name] = channels.get(name, 0) + 1
+        if warn:
+            self._loss_warned = now
+            busiest = sorted(channels.items(), key=lambda pair: -pair[1])[:3]
+            logger.warning(
+                "An envelope held %d items, the most Yalgaar sends in one request "
+                "(sender_cap=%d): events of that window were probably dropped by the sender. "
+                "Spread the publishers over time or channels, or ask Yalgaar for a higher cap. "
+                "Busiest channels: %s. (Said at most once a minute.)",
+                len(envelope.items),
+                self.sender_cap,
+                ", ".join(f"{preview(name, 60)} ({count})" for name, count in busiest),
+            )
+        if listening:
+            self.notify(
+                signals.possible_loss,
+                source=envelope.kind or "",
+                items=len(envelope.items),
+                channels=channels,
+                at=datetime.now(timezone.utc),
+            )
 
     def _mismatched(self, envelopes: t.Sequence[Envelope], source_hint: str) -> tuple[str, ...]:
         """The warnings for envelopes whose source is the other URL's."""
@@ -432,7 +493,7 @@ class Receiver:
             if (source_hint, kind) not in self._mismatches:
                 self._mismatches.add((source_hint, kind))
                 logger.warning("%s (said once per URL and source)", text)
-            self._notify(signals.source_mismatch, source_hint=source_hint, source=kind)
+            self.notify(signals.source_mismatch, source_hint=source_hint, source=kind)
         return tuple(dict.fromkeys(found))
 
     def _read(
@@ -476,7 +537,7 @@ class Receiver:
         """
         level = logging.WARNING if isinstance(error, AuthenticationError) else logging.INFO
         logger.log(level, "Refused a webhook request: %s", error)
-        self._notify(signals.envelope_rejected, error=error)
+        self.notify(signals.envelope_rejected, error=error)
 
     # -- dispatching -----------------------------------------------------------------------
 
@@ -508,7 +569,7 @@ class Receiver:
             logger.debug("Skipped a duplicate of %s", preview(event, 500))
             if duplicates is not None:
                 duplicates.append(event)
-            self._notify(signals.duplicate_event, event=event)
+            self.notify(signals.duplicate_event, event=event)
             return ()
         try:
             failures = self._run(event, loaded)
@@ -585,13 +646,18 @@ class Receiver:
                 preview(event, 500),
                 exc_info=error,
             )
-            self._notify(signals.handler_failed, event=event, handler=handler, error=error)
+            self.notify(signals.handler_failed, event=event, handler=handler, error=error)
             failures.append(HandlerFailure(event=event, handler=handler, error=error))
 
         cls = type(event)
         prepare = None
         if self._registry.has_payloads and isinstance(event, MessageEvent):
             prepare = self._payload_preparer(event, loaded)
+        observer = None
+        started = listened(signals.handler_started, self._sender)
+        finished = listened(signals.handler_finished, self._sender)
+        if started or finished:
+            observer = _Observer(self, event, started=started, finished=finished)
         deliver(
             self._registry.routes_for(cls),
             event,
@@ -601,6 +667,7 @@ class Receiver:
             {"event": event},
             failed,
             prepare,
+            observer,
         )
         return tuple(failures)
 
@@ -657,7 +724,7 @@ class Receiver:
                 ", ".join(rejection.handlers),
                 preview(messages, 500),
             )
-            self._notify(signals.payload_rejected, event=event, rejection=rejection)
+            self.notify(signals.payload_rejected, event=event, rejection=rejection)
             rejections.append(rejection)
         return loaded, tuple(rejections)
 
@@ -684,23 +751,48 @@ class Receiver:
 
         return prepare
 
-    def _notify(self, signal: Signal, **kwargs: t.Any) -> None:
-        """Send a bookkeeping signal; a subscriber that raises is logged and ignored."""
-        if not signal.receivers:
-            return  # the common case, and cheaper to tell here than after building the call
+    def listened(self, signal: Signal) -> bool:
+        """Whether anyone listens to ``signal`` from this receiver (and its copies), so that an
+        adapter builds what a signal carries only for a listener."""
+        return listened(signal, self._sender)
 
-        def ignored(subscriber: t.Callable[..., t.Any], error: BaseException) -> None:
-            logger.error(
-                "Subscriber %s of %r raised; ignored",
-                handler_name(subscriber),
-                getattr(signal, "name", signal),
-                exc_info=error,
-            )
-
-        deliver((), None, (), (signal,), self._sender, kwargs, ignored)
+    def notify(self, signal: Signal, **kwargs: t.Any) -> None:
+        """Send a bookkeeping signal as this receiver; a subscriber that raises is logged and
+        ignored. The receiver sends its own; an adapter sends the request signals with it."""
+        notify(self._sender, signal, **kwargs)
 
 
 _SIGNAL_CACHE: dict[type[Event], tuple[Signal, ...]] = {}
+
+
+class _Observer:
+    """Sends each call of an event's handlers on ``handler_started`` and ``handler_finished``,
+    those of the two that someone listens to."""
+
+    __slots__ = ("event", "receiver", "send_finished", "send_started")
+
+    def __init__(self, receiver: Receiver, event: Event, *, started: bool, finished: bool) -> None:
+        self.receiver = receiver
+        self.event = event
+        self.send_started = started
+        self.send_finished = finished
+
+    def started(self, handler: t.Callable[..., t.Any]) -> None:
+        if self.send_started:
+            self.receiver.notify(signals.handler_started, event=self.event, handler=handler)
+
+    def finished(
+        self, handler: t.Callable[..., t.Any], seconds: float, error: BaseException | None
+    ) -> None:
+        if not self.send_finished:
+            return
+        self.receiver.notify(
+            signals.handler_finished,
+            event=self.event,
+            handler=handler,
+            seconds=seconds,
+            error=error,
+        )
 
 
 def _places(

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import inspect
+import logging
 import re
 import threading
+import time
 import typing as t
 from dataclasses import dataclass
 
@@ -33,7 +35,11 @@ __all__ = [
     "compile_filters",
     "deliver",
     "handler_name",
+    "listened",
+    "notify",
 ]
+
+logger = logging.getLogger("yalgaar_receiver")
 
 #: What a keyword filter of a decorator may be: a glob (``fnmatchcase`` rules, case-sensitive;
 #: a string without ``*``, ``?`` or ``[`` is compared exactly), a compiled regex (``search``),
@@ -190,6 +196,16 @@ OnFailure = t.Callable[[t.Callable[..., t.Any], BaseException], object]
 Prepare = t.Callable[[Route[t.Any]], "tuple[t.Any, ...] | None"]
 
 
+class Observer(t.Protocol):
+    """Told of every call :func:`deliver` makes: for timing and tracing."""
+
+    def started(self, handler: t.Callable[..., t.Any]) -> None: ...
+
+    def finished(
+        self, handler: t.Callable[..., t.Any], seconds: float, error: BaseException | None
+    ) -> None: ...
+
+
 def deliver(
     routes: t.Iterable[Route[t.Any]],
     subject: object,
@@ -199,6 +215,7 @@ def deliver(
     kwargs: t.Mapping[str, t.Any],
     failed: OnFailure,
     prepare: Prepare | None = None,
+    observer: Observer | None = None,
 ) -> None:
     """Call each route whose filters accept ``subject`` with ``args``, then each subscriber of
     each of ``signals`` for ``sender`` with ``(sender, **kwargs)``; isolate every call. An
@@ -209,35 +226,103 @@ def deliver(
     :param prepare: makes the arguments of each route that has a ``payload``: ``None`` skips
         the route (``prepare`` reports why), and an error it raises fails that route's call.
         Without ``prepare`` such routes are skipped.
+    :param observer: told before and after each call (not of a skipped route).
     """
     for route in routes:
         if route.filters and not route.matches(subject):
             continue
-        try:
-            call_args = args
-            if route.payload is not None:
-                # Inside the try: what fails while preparing fails this handler's call.
+        call_args = args
+        if route.payload is not None:
+            try:
+                # What fails while preparing fails this handler's call.
                 prepared = None if prepare is None else prepare(route)
-                if prepared is None:
-                    continue
-                call_args = prepared
-            result = route.handler(*call_args)
-            # Most handlers return None; asking inspect about it costs more than the call.
-            if result is not None and inspect.isawaitable(result):
-                _wait(result)
-        except ISOLATED as error:
-            failed(route.handler, error)
+            except ISOLATED as error:
+                failed(route.handler, error)
+                continue
+            if prepared is None:
+                continue
+            call_args = prepared
+        if observer is None:
+            try:
+                result = route.handler(*call_args)
+                # Most handlers return None; asking inspect about it costs more than the call.
+                if result is not None and inspect.isawaitable(result):
+                    _wait(result)
+            except ISOLATED as error:
+                failed(route.handler, error)
+        else:
+            _observed(route.handler, call_args, {}, failed, observer)
     for signal in signals:
         # Most signals have no subscriber; asking blinker for them costs more than this check.
         if not signal.receivers:
             continue
         for subscriber in signal.receivers_for(sender):
+            if observer is not None:
+                _observed(subscriber, (sender,), kwargs, failed, observer)
+                continue
             try:
                 result = subscriber(sender, **kwargs)
                 if result is not None and inspect.isawaitable(result):
                     _wait(result)
             except ISOLATED as error:
                 failed(subscriber, error)
+
+
+def listened(signal: Signal, sender: object) -> bool:
+    """Whether anyone listens to ``signal`` from ``sender``: a check that costs one attribute
+    look-up while nobody listens to the signal at all, so that what a signal would carry is
+    built only for a listener.
+
+    ``has_receivers_for`` alone is not the answer: blinker keeps a sender's (empty) entry after
+    its last subscriber disconnects, so it stays true for that sender while the signal has
+    subscribers elsewhere; the receivers themselves are looked at when it says yes."""
+    return (
+        bool(signal.receivers)
+        and signal.has_receivers_for(sender)
+        and next(iter(signal.receivers_for(sender)), None) is not None
+    )
+
+
+def notify(sender: object, signal: Signal, **kwargs: t.Any) -> None:
+    """Send a bookkeeping signal as ``sender``: each subscriber is called and isolated, and one
+    that raises is logged and ignored."""
+    if not signal.receivers:
+        return  # the common case, and cheaper to tell here than after building the call
+
+    def ignored(subscriber: t.Callable[..., t.Any], error: BaseException) -> None:
+        logger.error(
+            "Subscriber %s of %r raised; ignored",
+            handler_name(subscriber),
+            getattr(signal, "name", signal),
+            exc_info=error,
+        )
+
+    deliver((), None, (), (signal,), sender, kwargs, ignored)
+
+
+def _observed(
+    function: t.Callable[..., t.Any],
+    args: tuple[t.Any, ...],
+    kwargs: t.Mapping[str, t.Any],
+    failed: OnFailure,
+    observer: Observer,
+) -> None:
+    """One isolated call, with ``observer`` told before and after it."""
+    observer.started(function)
+    started = time.perf_counter()
+    error: BaseException | None = None
+    try:
+        result = function(*args, **kwargs)
+        if result is not None and inspect.isawaitable(result):
+            _wait(result)
+    except ISOLATED as raised:
+        error = raised
+    seconds = time.perf_counter() - started
+    if error is not None:
+        # Reported before the observer hears the end, so that its log line falls inside the
+        # call's span.
+        failed(function, error)
+    observer.finished(function, seconds, error)
 
 
 def _wait(awaitable: t.Awaitable[t.Any]) -> None:

@@ -43,11 +43,40 @@ handler_failed = _signals.signal("handler-failed")
 #: ``event=``: an event not run because a delivery of it was already handled (de-duplication).
 duplicate_event = _signals.signal("duplicate-event")
 #: ``event=``, ``failures=``, ``attempts=``: an event whose handlers failed on its last allowed
-#: attempt (``Receiver(max_attempts=...)``); it was kept as a dead letter and acknowledged.
+#: attempt (``Receiver(max_attempts=...)``); it was kept as a dead letter and acknowledged. A
+#: background dispatcher sends it too, as the sender, for the events it gives up.
 event_dead_lettered = _signals.signal("event-dead-lettered")
 #: ``source_hint=``, ``source=``: an envelope of one source came to the URL of the other (the
 #: Yalgaar dashboard's two webhook URLs swapped); it was read as its own ``source`` says.
 source_mismatch = _signals.signal("source-mismatch")
+#: ``source=``, ``items=``, ``channels=``, ``at=``: an envelope held as many items as the sender
+#: puts in one request (``Receiver(sender_cap=...)``), so the sender has probably dropped events
+#: of that window; ``channels`` counts the envelope's items by channel.
+possible_loss = _signals.signal("possible-loss")
+
+# Instrumentation: sent only to subscribers (metrics, tracing); a receiver with none pays a
+# check of each signal, not a call. The blueprint sends the request signals as the receiver.
+#: ``route=``, ``method=``: the blueprint began to answer a request; ``route`` is
+#: ``"webhook"``, ``"presence"``, ``"message"`` or ``"unmatched"``.
+request_started = _signals.signal("request-started")
+#: ``route=``, ``method=``, ``status=``, ``seconds=``, ``outcome=``: the blueprint answered;
+#: ``outcome`` is the :class:`~yalgaar_receiver.Outcome` when the body was handled, else ``None``.
+request_answered = _signals.signal("request-answered")
+#: ``event=``, ``handler=``: a handler or event subscriber is about to be called with ``event``.
+handler_started = _signals.signal("handler-started")
+#: ``event=``, ``handler=``, ``seconds=``, ``error=``: that call returned (``error`` ``None``) or
+#: raised (``error`` what it raised, which ``handler_failed`` also reports).
+handler_finished = _signals.signal("handler-finished")
+
+# Sent by a dispatcher (the sender) that runs events elsewhere.
+#: ``event=``, ``carrier=``: a task for ``event`` is about to be published; a subscriber may add
+#: text entries to the ``carrier`` dict, which the task carries to the worker (trace context).
+task_publishing = _signals.signal("task-publishing")
+#: ``event=``, ``carrier=``, ``attempt=``: a worker is about to run the task of ``event``.
+task_started = _signals.signal("task-started")
+#: ``event=``, ``attempt=``: the worker is done with that run of the task, whatever came of it
+#: (the handlers ran, a retry is scheduled, or the event is a dead letter).
+task_finished = _signals.signal("task-finished")
 
 # Presence transitions: sent by a PresenceTracker (the sender), never by the Receiver; see
 # docs/presence.md. Each is sent once per transition, after the tracker's decorated handlers.

@@ -47,6 +47,35 @@ def test_floor_and_receiver_apps_answer_the_benchmark_bodies(kind: str) -> None:
         assert answer.get_json() == {"accepted": 200, "failed": 0, "rejected": []}
 
 
+def test_the_instrumented_receiver_really_counts_and_traces() -> None:
+    # The switch the instrumented figures compare: on, metrics move and spans are made; off,
+    # the app has no instruments at all.
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    app = apps.make_receiver(instrumented=True)
+    metrics, traced, provider = app.extensions["bench_instruments"]
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    body = envelopes.body("presence", 200)
+    assert (
+        app.test_client().post("/yalgaar/presence", data=body, content_type=JSON).status_code == 200
+    )
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names.count("yalgaar.receive") == 1 and names.count("yalgaar.handle") == 400
+    counted = metrics.registry.get_sample_value("yalgaar_events_total", {"kind": "bind"}) or 0
+    assert counted > 0
+    assert apps.make_receiver().extensions["bench_instruments"] is None
+    receiver = bench._one_handler_receiver()
+    counting, tracing_too, in_process = apps.instrument(receiver)
+    in_process.add_span_processor(SimpleSpanProcessor(exporter))
+    exporter.clear()
+    receiver.handle(body)
+    assert len(exporter.get_finished_spans()) == 200  # one handler, 200 events
+    for instruments in (metrics, traced, counting, tracing_too):
+        instruments.close()
+
+
 @pytest.mark.parametrize("kind", envelopes.KINDS)
 def test_bodies_are_valid_envelopes_with_realistic_timestamps(kind: str) -> None:
     batch = parse_envelope(envelopes.body(kind, 200))
@@ -120,7 +149,9 @@ def test_a_short_http_run_reports_every_side_with_its_cpu_time(
         assert row[7] == "0"  # no errors
         assert float(row[8]) > 0  # CPU µs per request, read from /proc
     assert [name for name, *_ in report.targets] == [
-        f"1-item {kind} envelope, req/s receiver / floor, 1 worker" for kind in envelopes.KINDS
+        f"1-item {kind} envelope, req/s {side} / floor, 1 worker"
+        for kind in envelopes.KINDS
+        for side in ("receiver", "receiver+instruments")
     ]
     assert [name for name, *_ in report.contexts] == [
         f"1-item {kind} envelope, req/s receiver+token / floor, 1 worker"

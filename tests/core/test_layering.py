@@ -60,6 +60,9 @@ FLOW = [
     "presence",
     # The test kit.
     "testing",
+    # Instruments built on the signals of the receiver, its dispatchers and trackers.
+    "metrics",
+    "tracing",
     # The HTTP answer, and the test client that posts to it.
     "flask.auth",
     "flask.blueprint",
@@ -98,6 +101,8 @@ THIRD_PARTY = {
     "click": {"cli.*"},
     "marshmallow": {"schemas", "_loader", "payloads"},
     "cryptography": {"encryption"},
+    "prometheus_client": {"metrics"},
+    "opentelemetry": {"tracing"},
     "celery": {"delivery.celery"},
     "kombu": {"delivery.celery"},
     "billiard": {"delivery.celery"},

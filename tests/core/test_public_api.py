@@ -61,7 +61,7 @@ PUBLIC = {
         "resolve",
         "text_list",
     ],
-    "yalgaar_receiver.parsing": ["LOADERS", "Envelope", "Parser", "parse_envelope"],
+    "yalgaar_receiver.parsing": ["LOADERS", "Envelope", "Parser", "batch_of", "parse_envelope"],
     "yalgaar_receiver.encryption": ["KEY_SIZES", "UNDECRYPTABLE", "MessageKeys"],
     "yalgaar_receiver.payloads": ["MessageDecorator", "load_payload"],
     "yalgaar_receiver.routing": [
@@ -75,6 +75,8 @@ PUBLIC = {
         "compile_filters",
         "deliver",
         "handler_name",
+        "listened",
+        "notify",
     ],
     "yalgaar_receiver.delivery": [
         "Claim",

@@ -425,6 +425,26 @@ def test_signals_are_sent_by_the_receiver_only(receiver: Receiver) -> None:
     assert seen == [receiver]
 
 
+def test_listened_is_exact_after_a_subscriber_leaves(receiver: Receiver) -> None:
+    # blinker keeps a sender's empty entry after its last subscriber leaves, and its own
+    # has_receivers_for stays true while the signal has a subscriber for any other sender.
+    other = Receiver(client_keys=[KEY])
+
+    def subscriber(sender: object, **kwargs: object) -> None: ...
+
+    def elsewhere(sender: object, **kwargs: object) -> None: ...
+
+    with signals.handler_finished.connected_to(elsewhere, sender=other):
+        assert not receiver.listened(signals.handler_finished)
+        signals.handler_finished.connect(subscriber, sender=receiver)
+        assert receiver.listened(signals.handler_finished)
+        signals.handler_finished.disconnect(subscriber, sender=receiver)
+        assert signals.handler_finished.has_receivers_for(receiver)  # blinker's quirk
+        assert not receiver.listened(signals.handler_finished)
+        assert other.listened(signals.handler_finished)
+    assert not other.listened(signals.handler_finished)
+
+
 def test_a_failing_handler_does_not_stop_the_others(
     receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -614,6 +634,14 @@ def test_signal_kwargs_are_documented_names() -> None:
         "event_rejected": "event-rejected",
         "payload_rejected": "payload-rejected",
         "envelope_rejected": "envelope-rejected",
+        "possible_loss": "possible-loss",
+        "request_started": "request-started",
+        "request_answered": "request-answered",
+        "handler_started": "handler-started",
+        "handler_finished": "handler-finished",
+        "task_publishing": "task-publishing",
+        "task_started": "task-started",
+        "task_finished": "task-finished",
         "handler_failed": "handler-failed",
         "duplicate_event": "duplicate-event",
         "event_dead_lettered": "event-dead-lettered",

@@ -49,9 +49,10 @@ except ModuleNotFoundError as error:  # pragma: no cover - the test runs in a su
         name=error.name,
     ) from error
 
-from .. import settings
+from .. import settings, signals
 from ..events import Event, HandlerFailure
 from ..exceptions import ConfigurationError, DispatchUnavailableError
+from ..routing import listened, notify
 from ..wire import preview
 from .dead_letters import DeadLetter, DeadLetterSink, JsonLinesDeadLetterSink
 from .dispatch import Emit, Emitter
@@ -128,8 +129,12 @@ class CeleryDispatcher:
         celery_app.conf.broker_transport_options = options
         dispatcher = self
 
-        def emit_event(task: Task[t.Any, t.Any], form: dict[str, t.Any]) -> dict[str, t.Any]:
-            return dispatcher.run_task(task, form)
+        def emit_event(
+            task: Task[t.Any, t.Any],
+            form: dict[str, t.Any],
+            carrier: dict[str, str] | None = None,
+        ) -> dict[str, t.Any]:
+            return dispatcher.run_task(task, form, carrier)
 
         self.task: Task[t.Any, t.Any] = celery_app.task(
             name=task_name,
@@ -177,12 +182,18 @@ class CeleryDispatcher:
         # Serialize everything before publishing anything: an event that cannot be sent should
         # fail the request before the first task is out.
         forms = [event_to_dict(event) for event in events]
+        carriers: list[dict[str, str] | None] = [None] * len(events)
+        if listened(signals.task_publishing, self):
+            for number, event in enumerate(events):
+                carrier: dict[str, str] = {}
+                notify(self, signals.task_publishing, event=event, carrier=carrier)
+                carriers[number] = carrier or None
         sent = 0
         try:
             with self.app.producer_or_acquire() as producer:
-                for form in forms:
+                for form, carried in zip(forms, carriers, strict=True):
                     self.task.apply_async(
-                        (form,),
+                        (form,) if carried is None else (form, carried),
                         queue=self.queue,
                         producer=producer,
                         retry=True,
@@ -205,8 +216,16 @@ class CeleryDispatcher:
 
     # -- the worker side ---------------------------------------------------------------------
 
-    def run_task(self, task: Task[t.Any, t.Any], form: dict[str, t.Any]) -> dict[str, t.Any]:
-        """The body of the Celery task: rebuild the event, emit it, retry or dead-letter."""
+    def run_task(
+        self,
+        task: Task[t.Any, t.Any],
+        form: dict[str, t.Any],
+        carrier: dict[str, str] | None = None,
+    ) -> dict[str, t.Any]:
+        """The body of the Celery task: rebuild the event, emit it, retry or dead-letter.
+
+        :param carrier: what subscribers of ``task_publishing`` put in for the worker.
+        """
         attempt = task.request.retries + 1
         try:
             event = event_from_dict(form)
@@ -221,7 +240,19 @@ class CeleryDispatcher:
                 f"{self!r} has no Receiver in this worker: build the Receiver with "
                 "Receiver(dispatcher=...) in the module the worker imports (-A)."
             )
+        if listened(signals.task_started, self) or listened(signals.task_finished, self):
+            notify(self, signals.task_started, event=event, carrier=carrier or {}, attempt=attempt)
+            try:
+                return self._run(task, event, receiver, attempt)
+            finally:
+                notify(self, signals.task_finished, event=event, attempt=attempt)
+        return self._run(task, event, receiver, attempt)
+
+    def _run(
+        self, task: Task[t.Any, t.Any], event: Event, receiver: Emitter, attempt: int
+    ) -> dict[str, t.Any]:
         letters: list[DeadLetter]
+        failures: t.Sequence[HandlerFailure] = ()
         try:
             failures = receiver.emit(event)
         except Exception as error:
@@ -244,6 +275,13 @@ class CeleryDispatcher:
         )
         for letter in letters:
             self._bury(letter, task)
+        notify(
+            self,
+            signals.event_dead_lettered,
+            event=event,
+            failures=tuple(failures),
+            attempts=attempt,
+        )
         return {"handled": False, "dead_letters": len(letters), "attempts": attempt}
 
     def backoff(self, retries: int) -> float:

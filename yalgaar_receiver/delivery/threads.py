@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextvars
 import logging
 import threading
 import time
 import typing as t
 import weakref
 
-from .. import settings
+from .. import settings, signals
 from .._fork import reset_after_fork
 from ..events import Event, HandlerFailure
 from ..exceptions import DispatchUnavailableError, PayloadTooLargeError
+from ..routing import notify
 from ..wire import preview
 from .dead_letters import DeadLetter, DeadLetterSink
 from .dispatch import Emit
@@ -91,7 +93,9 @@ class ThreadPoolDispatcher:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)  # an event was queued, or closing
         self._idle = threading.Condition(self._lock)  # an event finished
-        self._queue: collections.deque[tuple[Event, Emit]] = collections.deque()
+        self._queue: collections.deque[tuple[Event, Emit, contextvars.Context]] = (
+            collections.deque()
+        )
         self._running = 0
         self._threads: list[threading.Thread] = []
 
@@ -142,7 +146,10 @@ class ThreadPoolDispatcher:
                 )
             if not self._threads:
                 self._start()
-            self._queue.extend((event, emit) for event in events)
+            # The request's context variables go with its events (a trace's context, say), as
+            # asyncio.to_thread does; each run gets its own copy.
+            context = contextvars.copy_context()
+            self._queue.extend((event, emit, context) for event in events)
             self._ready.notify(count)
         return ()
 
@@ -172,7 +179,7 @@ class ThreadPoolDispatcher:
         if self._atexit_hook is not None:
             atexit.unregister(self._atexit_hook)
             self._atexit_hook = None
-        for event, _ in left:
+        for event, _, _ in left:
             self._give_up(event, "The dispatcher was closed before this event ran.")
         if left or running:
             logger.error(
@@ -218,10 +225,10 @@ class ThreadPoolDispatcher:
                     self._ready.wait()
                 if not self._queue:
                     return
-                event, emit = self._queue.popleft()
+                event, emit, context = self._queue.popleft()
                 self._running += 1
             try:
-                self._run(event, emit)
+                context.copy().run(self._run, event, emit)
             finally:
                 with self._lock:
                     self._running -= 1
@@ -257,6 +264,8 @@ class ThreadPoolDispatcher:
                 return
             for failure in failures:
                 self._keep(DeadLetter.from_failure(failure))
+            if failures:
+                self._notify(event, tuple(failures))
             return
 
     def _give_up(self, event: Event, error: BaseException | str) -> None:
@@ -265,6 +274,11 @@ class ThreadPoolDispatcher:
             logger.error("Event not run: %s; event: %s", letter.error, dumps(event))
         else:
             self._keep(letter)
+        self._notify(event, ())
+
+    def _notify(self, event: Event, failures: tuple[HandlerFailure, ...]) -> None:
+        """Send ``event_dead_lettered`` as this dispatcher: the event will not run again."""
+        notify(self, signals.event_dead_lettered, event=event, failures=failures, attempts=1)
 
     def _keep(self, letter: DeadLetter) -> None:
         if self.dead_letters is None:

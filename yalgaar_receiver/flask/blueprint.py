@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import json
 import math
+import time
 import typing as t
 import zlib
 
@@ -28,7 +29,7 @@ from flask import Blueprint, Flask, Request, Response, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter
 
-from .. import settings, wire
+from .. import settings, signals, wire
 from ..events import Outcome, Rejection
 from ..exceptions import (
     AuthenticationError,
@@ -209,7 +210,8 @@ def create_blueprint(
         for rule, endpoint, hint in ROUTES:
             # Each view holds its app's settings, bound here: no per-request look-up through
             # current_app.
-            view = functools.partial(_view, record, hint)
+            view = _observed(record, endpoint, functools.partial(_view, record, hint))
+            other = _observed(record, endpoint, _answer_only(_method_not_allowed))
             for path, suffix in ((rule, ""), ("/<token>" + rule, "_token")):
                 state.add_url_rule(
                     path,
@@ -222,7 +224,7 @@ def create_blueprint(
                 state.add_url_rule(
                     path,
                     f"{endpoint}{suffix}_other_methods",
-                    _method_not_allowed,
+                    other,
                     methods=list(_OTHER_METHODS),
                     provide_automatic_options=False,
                     **rules,
@@ -231,7 +233,7 @@ def create_blueprint(
         state.add_url_rule(
             f"/<{_AnyPath.name}:rest>",
             "not_found",
-            _not_found,
+            _observed(record, "unmatched", _answer_only(_not_found)),
             methods=list(_EVERY_METHOD),
             provide_automatic_options=False,
             **rules,
@@ -295,7 +297,50 @@ def _resolve(
     )
 
 
-def _view(record: BlueprintSettings, source_hint: str | None, token: str | None = None) -> Response:
+#: A view that also gives the outcome of the body it handled, when it handled one.
+_Answer = t.Callable[..., tuple[Response, Outcome | None]]
+
+
+def _observed(record: BlueprintSettings, route: str, answer: _Answer) -> t.Callable[..., Response]:
+    """The view of ``answer`` on ``route``: when anyone listens, it sends ``request_started``
+    and ``request_answered`` as the app's receiver around it."""
+    receiver = record.receiver
+
+    def view(**arguments: t.Any) -> Response:
+        if not (
+            receiver.listened(signals.request_started)
+            or receiver.listened(signals.request_answered)
+        ):
+            return answer(**arguments)[0]
+        method = request.method
+        receiver.notify(signals.request_started, route=route, method=method)
+        started = time.perf_counter()
+        response: Response | None = None
+        outcome: Outcome | None = None
+        try:
+            response, outcome = answer(**arguments)
+            return response
+        finally:
+            # A view that raised is answered 500 by Flask.
+            receiver.notify(
+                signals.request_answered,
+                route=route,
+                method=method,
+                status=500 if response is None else response.status_code,
+                seconds=time.perf_counter() - started,
+                outcome=outcome,
+            )
+
+    return view
+
+
+def _answer_only(view: t.Callable[..., Response]) -> _Answer:
+    return lambda **arguments: (view(**arguments), None)
+
+
+def _view(
+    record: BlueprintSettings, source_hint: str | None, token: str | None = None
+) -> tuple[Response, Outcome | None]:
     # Every attribute read through Flask's context proxies costs a look-up; this view is the
     # hot path of the whole package, so it resolves the request proxy once.
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
@@ -303,35 +348,36 @@ def _view(record: BlueprintSettings, source_hint: str | None, token: str | None 
     receiver = record.receiver
     if token is not None and not auth.url_tokens:
         # No tokens configured: a token segment is just a path that does not exist.
-        return _not_found()
+        return _not_found(), None
     seen: RequestView | None = None
     if auth.layers:
         seen = _request_view(req, auth, token)
         # The layers that need no body run before a byte of it is read.
         failed = auth.check(seen, hook=False)
         if failed is not None:
-            return _refuse(receiver, failed)
+            return _refuse(receiver, failed), None
     post = req.method == "POST"
     body = b""
     if post:
         try:
             body = _read_body(receiver, req, record.max_body_bytes)
         except (*REFUSALS, UnsupportedEncodingError) as error:
-            return _problem(error)
+            return _problem(error), None
     if seen is not None and auth.authenticate is not None:
         # The hook sees the body, which is what a signature would cover.
         failed = auth.check_hook(dataclasses.replace(seen, body=body))
         if failed is not None:
-            return _refuse(receiver, failed)
+            return _refuse(receiver, failed), None
     if not post:
-        return _json({"status": "ok", "receiver": "yalgaar-receiver", "blueprint": record.name})
+        probe = {"status": "ok", "receiver": "yalgaar-receiver", "blueprint": record.name}
+        return _json(probe), None
     try:
         outcome = receiver.handle(body, source_hint=source_hint)
     except (*REFUSALS, DispatchUnavailableError) as error:
-        return _problem(error)
+        return _problem(error), None
     status = 500 if outcome.failed and record.fail_on_handler_error else 200
     summary = _summary(outcome, deduplicating=receiver.dedupe is not None)
-    return Response(summary, status=status, content_type="application/json")
+    return Response(summary, status=status, content_type="application/json"), outcome
 
 
 def _request_view(req: Request, auth: RequestAuth, token: str | None) -> RequestView:

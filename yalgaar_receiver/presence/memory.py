@@ -46,6 +46,7 @@ class MemoryPresenceStore:
         # and is skipped when popped: cheaper than removing it from the middle of the heap.
         self._heap: list[tuple[float, int, str, str]] = []
         self._sequence = itertools.count()
+        self._stale: float | None = None
 
     def __repr__(self) -> str:
         return f"<MemoryPresenceStore channels={len(self._members)}>"
@@ -94,6 +95,21 @@ class MemoryPresenceStore:
     def channels(self) -> frozenset[str]:
         with self._lock:
             return frozenset(self._members)
+
+    def counts(self) -> tuple[int, int]:
+        with self._lock:
+            return len(self._members), sum(len(uuids) for uuids in self._members.values())
+
+    def mark_stale(self, when: float) -> None:
+        with self._lock:
+            if self._stale is None:
+                self._stale = when
+
+    def stale_since(self) -> float | None:
+        return self._stale
+
+    def clear_stale(self) -> None:
+        self._stale = None
 
     def _apply(
         self,

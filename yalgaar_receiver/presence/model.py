@@ -114,3 +114,20 @@ class PresenceStore(t.Protocol):
     def channels(self) -> frozenset[str]:
         """Every channel with at least one member."""
         ...
+
+    def counts(self) -> tuple[int, int]:
+        """How many channels have members, and how many members they hold in all (a uuid in
+        two channels counts twice)."""
+        ...
+
+    def mark_stale(self, when: float) -> None:
+        """Note that the state may have missed events since ``when`` (the earliest is kept)."""
+        ...
+
+    def stale_since(self) -> float | None:
+        """When the state was first marked stale, or ``None``."""
+        ...
+
+    def clear_stale(self) -> None:
+        """Forget the stale mark: the state is known to be right again."""
+        ...

@@ -2,7 +2,7 @@
 
 The rules are those of :class:`~yalgaar_receiver.presence.memory.MemoryPresenceStore`, written in
 Lua (``lua/common.lua``, ``lua/apply.lua``, ``lua/sweep.lua`` beside this module) so that Redis
-runs each call atomically.
+runs each call atomically; ``lua/counts.lua`` counts channels and members in one call.
 
 Imports: the standard library and the presence model; the application builds the Redis client.
 """
@@ -19,15 +19,14 @@ from .model import ChangeKind, PresenceChange, PresenceRules, PresenceUpdate
 __all__ = ["RedisPresenceStore"]
 
 
-def _script(name: str) -> str:
-    folder = resources.files(__package__).joinpath("lua")
-    return folder.joinpath("common.lua").read_text("utf-8") + folder.joinpath(name).read_text(
-        "utf-8"
-    )
+def _lua(name: str) -> str:
+    return resources.files(__package__).joinpath("lua").joinpath(name).read_text("utf-8")
 
 
-_LUA_APPLY: t.Final = _script("apply.lua")
-_LUA_SWEEP: t.Final = _script("sweep.lua")
+# apply and sweep share the rules in common.lua; counts only reads.
+_LUA_APPLY: t.Final = _lua("common.lua") + _lua("apply.lua")
+_LUA_SWEEP: t.Final = _lua("common.lua") + _lua("sweep.lua")
+_LUA_COUNTS: t.Final = _lua("counts.lua")
 
 
 class RedisPresenceStore:
@@ -57,6 +56,7 @@ class RedisPresenceStore:
         self.sweep_limit = settings.positive_int(sweep_limit, "sweep_limit")
         self._apply_script = redis_client.register_script(_LUA_APPLY)
         self._sweep_script = redis_client.register_script(_LUA_SWEEP)
+        self._counts_script = redis_client.register_script(_LUA_COUNTS)
 
     def __repr__(self) -> str:
         return f"<RedisPresenceStore prefix={self.prefix!r}>"
@@ -104,6 +104,20 @@ class RedisPresenceStore:
 
     def channels(self) -> frozenset[str]:
         return frozenset(text(c) for c in self.client.smembers(self.prefix + "channels"))
+
+    def counts(self) -> tuple[int, int]:
+        channels, members = self._counts_script(args=[self.prefix])
+        return int(channels), int(members)
+
+    def mark_stale(self, when: float) -> None:
+        self.client.set(self.prefix + "stale", repr(when), nx=True)
+
+    def stale_since(self) -> float | None:
+        found = self.client.get(self.prefix + "stale")
+        return None if found is None else float(text(found))
+
+    def clear_stale(self) -> None:
+        self.client.delete(self.prefix + "stale")
 
     def _members_key(self, channel: str) -> str:
         return f"{self.prefix}members:{channel}"

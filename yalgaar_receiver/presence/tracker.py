@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import typing as t
+from datetime import datetime, timezone
 
 from blinker import Signal
 
@@ -26,7 +27,7 @@ from .. import settings, signals
 from .._fork import reset_after_fork
 from ..events import BindEvent, Event, UnbindEvent
 from ..receiver import Receiver
-from ..routing import Decorator, Registry, deliver, handler_name
+from ..routing import Decorator, Registry, deliver, handler_name, notify
 from ..wire import preview
 from .memory import MemoryPresenceStore
 from .model import ChangeKind, PresenceChange, PresenceRules, PresenceStore, PresenceUpdate
@@ -110,6 +111,7 @@ class PresenceTracker:
         self._closed = False
         signals.bind.connect(self._on_presence, sender=receiver, weak=False)
         signals.unbind.connect(self._on_presence, sender=receiver, weak=False)
+        signals.possible_loss.connect(self._on_possible_loss, sender=receiver, weak=False)
         self._sweeper: threading.Thread | None = None
         timed = self.rules.grace_seconds > 0 or self.rules.member_ttl is not None
         self._sweep_interval = sweep_interval if timed else None
@@ -147,6 +149,24 @@ class PresenceTracker:
         grace time (always empty with ``grace_seconds=0``)."""
         return self.store.departing(channel)
 
+    def counts(self) -> tuple[int, int]:
+        """How many channels have members, and how many members they hold in all."""
+        return self.store.counts()
+
+    @property
+    def stale_since(self) -> datetime | None:
+        """When a Presence envelope first came as full as the sender makes them
+        (``possible_loss``): the sender probably dropped events then, an unbind among them
+        perhaps, so members shown may have left. ``None`` while nothing suggests it. Kept in
+        the store, so every process sharing it sees the mark; :meth:`clear_stale` clears it."""
+        when = self.store.stale_since()
+        return None if when is None else datetime.fromtimestamp(when, timezone.utc)
+
+    def clear_stale(self) -> None:
+        """Forget the stale mark, once the state is known to be right again (the app has
+        rebuilt it, or the members it shows were checked)."""
+        self.store.clear_stale()
+
     # -- changing --------------------------------------------------------------------------
 
     def sweep(self) -> tuple[PresenceChange, ...]:
@@ -169,6 +189,7 @@ class PresenceTracker:
         # from all of them, and this bound method is connected for one receiver only.
         signals.bind.disconnect(self._on_presence)
         signals.unbind.disconnect(self._on_presence)
+        signals.possible_loss.disconnect(self._on_possible_loss)
         self._stop.set()
         self._wake.set()
         if self._sweeper is not None and self._sweeper is not threading.current_thread():
@@ -198,6 +219,16 @@ class PresenceTracker:
         if update.action == "unbind" or self.rules.member_ttl is not None:
             self._wake.set()  # a new deadline may be sooner than the sweeper's next wake-up
 
+    def _on_possible_loss(
+        self, sender: Receiver, *, source: str, at: datetime, **extra: t.Any
+    ) -> None:
+        if source in ("presence", ""):  # "": items of either kind, so perhaps presence
+            self.store.mark_stale(at.timestamp())
+            logger.warning(
+                "Presence state marked stale: a Presence envelope was as full as the sender "
+                "makes them, so events (an unbind among them, perhaps) were probably dropped"
+            )
+
     def _deliver(self, changes: t.Sequence[PresenceChange]) -> None:
         for change in changes:
             member = change.kind in _MEMBER_KINDS
@@ -224,16 +255,7 @@ class PresenceTracker:
             preview(change, 500),
             exc_info=error,
         )
-
-        def ignored(subscriber: t.Callable[..., t.Any], problem: BaseException) -> None:
-            logger.error(
-                "Subscriber %s of presence-handler-failed raised; ignored",
-                handler_name(subscriber),
-                exc_info=problem,
-            )
-
-        kwargs = {"change": change, "handler": handler, "error": error}
-        deliver((), None, (), (signals.presence_handler_failed,), self, kwargs, ignored)
+        notify(self, signals.presence_handler_failed, change=change, handler=handler, error=error)
 
     def _start_sweeper(self) -> None:
         if self._sweep_interval is None or self._closed:
