@@ -7,6 +7,7 @@ A program the machine lacks skips the test with a visible reason on a laptop, an
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,14 @@ from dataclasses import dataclass
 
 import pytest
 
-__all__ = ["RedisServer", "free_port", "require_program", "start_redis"]
+__all__ = [
+    "RedisCluster",
+    "RedisServer",
+    "free_port",
+    "require_program",
+    "start_redis",
+    "start_redis_cluster",
+]
 
 
 def require_program(name: str) -> str:
@@ -45,6 +53,7 @@ class RedisServer:
 
     port: int
     directory: str
+    cluster: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,6 +71,8 @@ class RedisServer:
                 "--appendonly", "no",
                 "--dir", self.directory,
                 "--protected-mode", "yes",
+                *(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]
+                  if self.cluster else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -101,3 +112,89 @@ def start_redis() -> t.Iterator[RedisServer]:
             yield server
         finally:
             server.stop()
+
+
+#: Redis Cluster talks to each node on its port + 10000 (the cluster bus): both must be free.
+_BUS_OFFSET: t.Final = 10_000
+
+
+def _cluster_port() -> int:
+    """A port whose cluster-bus port is free too (ephemeral ports + 10000 may not exist)."""
+    for _ in range(200):
+        port = random.randint(20_000, 40_000)
+        try:
+            for candidate in (port, port + _BUS_OFFSET):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free pair of ports for a Redis Cluster node")
+
+
+@dataclass
+class RedisCluster:
+    """Three ``redis-server --cluster-enabled yes`` masters on 127.0.0.1, joined into one cluster
+    of 16384 slots by ``redis-cli --cluster create`` (no replicas)."""
+
+    nodes: list[RedisServer]
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    def client(self, **options: t.Any) -> t.Any:
+        """A redis-py ``RedisCluster`` on the first node; it finds the others itself."""
+        import redis.cluster
+
+        return redis.cluster.RedisCluster(
+            host="127.0.0.1", port=self.ports[0], socket_timeout=5, **options
+        )
+
+    def flush(self) -> None:
+        import redis
+
+        for port in self.ports:
+            with redis.Redis(host="127.0.0.1", port=port) as node:
+                node.flushall()
+
+
+def start_redis_cluster(timeout: float = 30.0) -> t.Iterator[RedisCluster]:
+    """Generator for a fixture: a 3-master cluster, stopped and cleaned up afterwards."""
+    cli = require_program("redis-cli")
+    with tempfile.TemporaryDirectory(prefix="yalgaar-cluster-") as directory:
+        nodes: list[RedisServer] = []
+        try:
+            for number in range(3):
+                own = os.path.join(directory, str(number))
+                os.mkdir(own)
+                node = RedisServer(port=_cluster_port(), directory=own, cluster=True)
+                node.start()
+                nodes.append(node)
+            subprocess.run(
+                [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
+            )  # fmt: skip
+            _wait_until_ok(cli, nodes, timeout)
+            yield RedisCluster(nodes)
+        finally:
+            for node in nodes:
+                node.stop()
+
+
+def _wait_until_ok(cli: str, nodes: t.Sequence[RedisServer], timeout: float) -> None:
+    """Until every node says ``cluster_state:ok`` (each has learnt every slot's owner)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = [
+            subprocess.run(
+                [cli, "-h", "127.0.0.1", "-p", str(node.port), "cluster", "info"],
+                capture_output=True, text=True, timeout=5,
+            ).stdout
+            for node in nodes
+        ]  # fmt: skip
+        if all("cluster_state:ok" in state for state in states):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the Redis Cluster was not ready in {timeout} s")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import time
 import typing as t
 import warnings
@@ -26,13 +27,16 @@ from .delivery.dedupe import (
     BUSY_RETRY_AFTER,
     STORE_RETRY_AFTER,
     Attempts,
+    BatchDedupeStore,
     Claim,
     ClaimState,
     DedupeStore,
     KeyFunction,
+    LeaseKeeper,
     MemoryAttempts,
     attempt_key,
     event_key,
+    settle_all,
 )
 from .delivery.dispatch import Dispatcher, Emit, InlineDispatcher
 from .encryption import MessageKeys
@@ -193,6 +197,8 @@ class Receiver:
             )
         self.dedupe = dedupe
         self.dedupe_key = dedupe_key
+        # A store that can renew keeps the claims of running events alive past the lease.
+        self._leases = LeaseKeeper(dedupe) if isinstance(dedupe, BatchDedupeStore) else None
         self.max_attempts = (
             None if max_attempts is None else settings.positive_int(max_attempts, "max_attempts")
         )
@@ -350,19 +356,25 @@ class Receiver:
         # Duplicates found while the dispatcher runs (all of them, inline) go into the outcome;
         # a background dispatcher finds them later, and only the signal sees those.
         duplicates: list[Event] = []
+        # A store that takes a batch claims the request's keys together (two round trips per
+        # request); one of the application's own claims each event as it runs.
+        claims = _BatchClaims(self, events) if isinstance(self.dedupe, BatchDedupeStore) else None
         emit: Emit
         if self.dedupe is None and loaded is None:
             emit = self._run  # what emit() comes down to without a store or payloads
         else:
 
             def emit(event: Event) -> tuple[HandlerFailure, ...]:
-                return self._emit(event, duplicates, loaded)
+                return self._emit(event, duplicates, loaded, claims)
 
         try:
             failures = self.dispatcher.dispatch(events, emit)
-        except PayloadTooLargeError as error:
-            # More events than a dispatcher's queue can ever hold: refused as a whole, too.
-            self.refused(error)
+        except BaseException as error:
+            if claims is not None:
+                claims.abandon()
+            if isinstance(error, PayloadTooLargeError):
+                # More events than a dispatcher's queue can ever hold: refused as a whole, too.
+                self.refused(error)
             raise
         dead: tuple[Event, ...] = ()
         if failures and self.max_attempts is not None:
@@ -559,27 +571,60 @@ class Receiver:
         :raises DispatchUnavailableError: with ``dedupe`` only: the store failed, or another
             delivery of the same event is running right now. Nothing was run; try again later.
         """
-        return self._emit(event, None, None)
+        return self._emit(event, None, None, None)
+
+    def emit_batch(
+        self, events: t.Sequence[Event]
+    ) -> list[tuple[HandlerFailure, ...] | DispatchUnavailableError]:
+        """Run the events of one batch through :meth:`emit`, in order, each on its own.
+
+        With a store that takes batches (both of the package's do), their keys are claimed
+        together and settled together, as for a request. What :meth:`emit` raises for one event
+        (the store failed, another delivery is running it) is that event's answer, and the
+        others still run: a worker given a whole envelope retries only what did not succeed.
+
+        :returns: for each event, the calls that raised, or the refusal of that event for now.
+        """
+        claims = _BatchClaims(self, events) if isinstance(self.dedupe, BatchDedupeStore) else None
+        results: list[tuple[HandlerFailure, ...] | DispatchUnavailableError] = []
+        try:
+            for event in events:
+                try:
+                    results.append(self._emit(event, None, None, claims))
+                except DispatchUnavailableError as error:
+                    results.append(error)
+        except BaseException:
+            if claims is not None:
+                claims.abandon()
+            raise
+        return results
 
     def _emit(
-        self, event: Event, duplicates: list[Event] | None, loaded: Loaded
+        self,
+        event: Event,
+        duplicates: list[Event] | None,
+        loaded: Loaded,
+        claims: _BatchClaims | None,
     ) -> tuple[HandlerFailure, ...]:
-        claim = self._claim(event)
+        found = _UNBATCHED if claims is None else claims.take(event)
+        batched = found is not _UNBATCHED
+        claim = self._claim(event) if isinstance(found, _Unbatched) else found
         if claim is not None and claim.state is ClaimState.DONE:
             logger.debug("Skipped a duplicate of %s", preview(event, 500))
             if duplicates is not None:
                 duplicates.append(event)
             self.notify(signals.duplicate_event, event=event)
             return ()
+        ok = False
         try:
             failures = self._run(event, loaded)
-        except BaseException:
-            # Only what the handler loop does not isolate (KeyboardInterrupt, SystemExit).
-            if claim is not None:
-                self._settle(claim, event, ok=False)
-            raise
-        if claim is not None:
-            self._settle(claim, event, ok=not failures)
+            ok = not failures
+        finally:
+            # On what the handler loop does not isolate (KeyboardInterrupt, SystemExit) too.
+            if claims is not None and batched:
+                claims.finish(claim, event, ok=ok)
+            elif claim is not None:
+                self._settle(claim, event, ok=ok)
         return failures
 
     def _claim(self, event: Event) -> Claim | None:
@@ -592,15 +637,22 @@ class Receiver:
         try:
             claim = self.dedupe.claim(key)
         except Exception as error:
-            # Neither running the event (it may be a duplicate) nor skipping it (it may not be)
-            # is safe; refusing makes the sender keep it and try again.
-            logger.warning(
-                "The dedupe store failed; refusing %s for now", preview(event, 500), exc_info=True
-            )
-            raise DispatchUnavailableError(
-                f"The de-duplication store failed ({type(error).__name__}); send again later.",
-                retry_after=STORE_RETRY_AFTER,
-            ) from error
+            raise self._store_failed(error, preview(event, 500)) from error
+        if self._leases is not None:
+            self._leases.hold((claim,))
+        return self._checked(claim, event)
+
+    def _store_failed(self, error: Exception, what: str) -> DispatchUnavailableError:
+        # Neither running the event (it may be a duplicate) nor skipping it (it may not be) is
+        # safe; refusing makes the sender keep it and try again.
+        logger.warning("The dedupe store failed; refusing %s for now", what, exc_info=error)
+        return DispatchUnavailableError(
+            f"The de-duplication store failed ({type(error).__name__}); send again later.",
+            retry_after=STORE_RETRY_AFTER,
+        )
+
+    def _checked(self, claim: Claim, event: Event) -> Claim:
+        """The claim to run ``event`` under, or the refusal when another delivery holds it."""
         if claim.state is ClaimState.BUSY:
             logger.info(
                 "%s is being handled by another delivery; refusing it for now",
@@ -614,26 +666,32 @@ class Receiver:
 
     def _settle(self, claim: Claim, event: Event, *, ok: bool) -> None:
         """Mark a claim done or release it; a store failure here only costs a later duplicate."""
+        self._settle_all([(claim, event, ok)])
+
+    def _settle_all(self, outcomes: t.Sequence[tuple[Claim, Event, bool]]) -> None:
+        """Mark each claim done (``ok``) or release it, in one batch when the store can."""
         assert self.dedupe is not None
+        if self._leases is not None:
+            self._leases.drop(claim for claim, _, _ in outcomes)
         try:
-            if ok:
-                if not self.dedupe.done(claim):
-                    logger.warning(
-                        "The claim on %s expired before its handlers finished; raise the "
-                        "store's lease, or another delivery may run it at the same time",
-                        preview(event, 500),
-                    )
-            else:
-                self.dedupe.release(claim)
+            owned = settle_all(self.dedupe, [(claim, ok) for claim, _, ok in outcomes])
         except Exception:
-            # The claim then expires after the lease: a resend runs the event again, which is
-            # at-least-once, never a loss.
+            # The claims then expire after the lease: a resend runs those events again, which
+            # is at-least-once, never a loss.
             logger.warning(
-                "The dedupe store failed to %s the claim on %s",
-                "mark done" if ok else "release",
-                preview(event, 500),
+                "The dedupe store failed to settle the claims on %d event(s), the first %s",
+                len(outcomes),
+                preview(outcomes[0][1], 500),
                 exc_info=True,
             )
+            return
+        for (_, event, ok), still_owned in zip(outcomes, owned, strict=True):
+            if ok and not still_owned:
+                logger.warning(
+                    "The claim on %s expired before its handlers finished; raise the "
+                    "store's lease, or another delivery may run it at the same time",
+                    preview(event, 500),
+                )
 
     def _run(self, event: Event, loaded: Loaded = None) -> tuple[HandlerFailure, ...]:
         failures: list[HandlerFailure] = []
@@ -763,6 +821,144 @@ class Receiver:
 
 
 _SIGNAL_CACHE: dict[type[Event], tuple[Signal, ...]] = {}
+
+
+class _Unbatched:
+    """What :meth:`_BatchClaims.take` answers for an event it holds no claim for."""
+
+
+_UNBATCHED: t.Final = _Unbatched()
+
+
+class _BatchClaims:
+    """The de-duplication claims of one request's events, taken together and settled together.
+
+    The keys are claimed in one call to the store when the first event of the request runs, and
+    settled in one call once every claimed event has run: two round trips to a shared store per
+    request, not two per event. Each event keeps its own outcome: a failed one releases only its
+    own claim, a duplicate is skipped alone. An item repeated within the request is what it was
+    with a claim per event: a duplicate once a copy succeeded, run again after a copy failed.
+    A thread pool runs the events of one request on several threads, hence the lock; an event
+    the pool runs again (a retry) claims on its own, as :meth:`Receiver.emit` does.
+    """
+
+    __slots__ = (
+        "_claims",
+        "_copies",
+        "_ended",
+        "_first",
+        "_left",
+        "_lock",
+        "_outcomes",
+        "_receiver",
+        "events",
+    )
+
+    def __init__(self, receiver: Receiver, events: t.Sequence[Event]) -> None:
+        self._receiver = receiver
+        self.events = events
+        self._lock = threading.Lock()
+        self._claims: dict[int, Claim | None] | None = None  # first copies, by id(event)
+        self._copies: dict[int, str] = {}  # later copies of a key, by id(event)
+        self._first: dict[str, Claim] = {}  # the claim of each key's first copy
+        self._ended: dict[str, bool] = {}  # how the last copy of a claimed key that ran ended
+        self._outcomes: dict[str, tuple[Claim, Event, bool]] = {}
+        self._left = 0  # runs still to come under a claim this request holds
+
+    def take(self, event: Event) -> Claim | _Unbatched | None:
+        """The claim ``event`` runs under (``None``: not de-duplicated); the first call claims
+        every key of the request. Raises what :meth:`Receiver.emit` raises for a claim."""
+        with self._lock:
+            if self._claims is None:
+                self._claims = {}  # a store failure below leaves each event to claim alone
+                self._claim_all()
+            number = id(event)
+            if number in self._claims:
+                claim = self._claims.pop(number)
+            elif number in self._copies:
+                claim = self._copy(self._copies.pop(number))
+            else:
+                return _UNBATCHED
+            due = self._due()
+        if due:
+            self._receiver._settle_all(due)  # this was a skipped copy, and the last to come
+        return None if claim is None else self._receiver._checked(claim, event)
+
+    def finish(self, claim: Claim | None, event: Event, *, ok: bool) -> None:
+        """Record how ``event`` ended; the last run under the request's claims settles them."""
+        if claim is None or claim.state is not ClaimState.CLAIMED:
+            return
+        with self._lock:
+            self._outcomes[claim.key] = (claim, event, ok)
+            self._ended[claim.key] = ok
+            self._left -= 1
+            due = self._due()
+        if due:
+            self._receiver._settle_all(due)
+
+    def _due(self) -> list[tuple[Claim, Event, bool]]:
+        """The outcomes to settle now (under the lock): all of them once no run is to come."""
+        if self._left or not self._outcomes:
+            return []
+        outcomes = list(self._outcomes.values())
+        self._outcomes.clear()
+        return outcomes
+
+    def abandon(self) -> None:
+        """The dispatcher raised: settle what ran, and release the claims of what did not."""
+        with self._lock:
+            outcomes = list(self._outcomes.values())
+            untaken = [] if self._claims is None else list(self._claims.items())
+            self._outcomes.clear()
+            self._claims, self._copies, self._left = {}, {}, 0
+        by_id = {id(event): event for event in self.events}
+        for number, claim in untaken:
+            if claim is not None and claim.state is ClaimState.CLAIMED:
+                outcomes.append((claim, by_id[number], False))
+        if outcomes:
+            self._receiver._settle_all(outcomes)
+
+    def _copy(self, key: str) -> Claim:
+        """The claim a later copy of ``key`` runs under (under the lock)."""
+        first = self._first[key]
+        if first.state is not ClaimState.CLAIMED:
+            return first  # done or busy before this request: every copy is
+        self._left -= 1  # this copy's own run is counted again below if it runs
+        ended = self._ended.get(key)
+        if ended is None:
+            return Claim(key, ClaimState.BUSY, expires_in=0.0)  # a copy is running right now
+        if ended:
+            return Claim(key, ClaimState.DONE)
+        del self._ended[key], self._outcomes[key]
+        self._left += 1
+        return first  # the last copy failed: this one runs, under the same claim
+
+    def _claim_all(self) -> None:
+        receiver = self._receiver
+        assert isinstance(receiver.dedupe, BatchDedupeStore)
+        firsts: dict[str, int] = {}  # key -> id of the first event that has it
+        claims: dict[int, Claim | None] = {}
+        copies: dict[int, str] = {}
+        for event in self.events:
+            key = receiver.dedupe_key(event)
+            if key is None:
+                claims[id(event)] = None
+            elif key in firsts:
+                copies[id(event)] = key
+            else:
+                firsts[key] = id(event)
+        try:
+            found = receiver.dedupe.claim_many(list(firsts))
+        except Exception as error:
+            raise receiver._store_failed(error, f"{len(firsts)} event(s)") from error
+        if receiver._leases is not None:
+            receiver._leases.hold(found)
+        for claim, number in zip(found, firsts.values(), strict=True):
+            claims[number] = claim
+            self._first[claim.key] = claim
+        self._claims, self._copies = claims, copies
+        claimed = {key for key, claim in self._first.items() if claim.state is ClaimState.CLAIMED}
+        self._left = len(claimed) + sum(1 for key in copies.values() if key in claimed)
 
 
 class _Observer:

@@ -32,6 +32,7 @@ from yalgaar_receiver.delivery.dedupe import (
     STORE_RETRY_AFTER,
     Claim,
     ClaimState,
+    DedupeStore,
     MemoryDedupeStore,
     event_key,
 )
@@ -63,7 +64,7 @@ class Recorder:
         return sum(1 for n, e in self.calls if n == name and e == event)
 
 
-def build(store: MemoryDedupeStore | None = None, **options: t.Any) -> tuple[Receiver, Recorder]:
+def build(store: DedupeStore | None = None, **options: t.Any) -> tuple[Receiver, Recorder]:
     if store is None:
         store = MemoryDedupeStore()
     receiver = Receiver(client_keys=[KEY], dedupe=store, **options)
@@ -335,27 +336,45 @@ def test_a_crashed_claim_is_retried_after_its_lease() -> None:
     assert len(recorder.calls) == 1
 
 
-class BrokenStore(MemoryDedupeStore):
-    """A memory store whose storage fails for the methods listed in ``broken``."""
+class BrokenStore:
+    """A store of the application's own, with the per-event methods only (so the receiver
+    claims and settles one event at a time), whose storage fails for the methods listed in
+    ``broken``."""
 
     def __init__(self, *broken: str, **options: t.Any) -> None:
-        super().__init__(**options)
+        self.inner = MemoryDedupeStore(**options)
         self.broken = set(broken)
 
     def claim(self, key: str) -> Claim:
         if "claim" in self.broken:
             raise ConnectionError("store unreachable")
-        return super().claim(key)
+        return self.inner.claim(key)
 
     def done(self, claim: Claim) -> bool:
         if "done" in self.broken:
             raise ConnectionError("store unreachable")
-        return super().done(claim)
+        return self.inner.done(claim)
 
     def release(self, claim: Claim) -> bool:
         if "release" in self.broken:
             raise ConnectionError("store unreachable")
-        return super().release(claim)
+        return self.inner.release(claim)
+
+
+class BrokenBatchStore(MemoryDedupeStore):
+    """A memory store (batch methods included) whose batch calls fail while ``broken``."""
+
+    broken = False
+
+    def claim_many(self, keys: t.Sequence[str]) -> list[Claim]:
+        if self.broken:
+            raise ConnectionError("store unreachable")
+        return super().claim_many(keys)
+
+    def settle_many(self, outcomes: t.Sequence[tuple[Claim, bool]]) -> list[bool]:
+        if self.broken:
+            raise ConnectionError("store unreachable")
+        return super().settle_many(outcomes)
 
 
 def test_a_store_that_fails_to_claim_refuses_the_event() -> None:
@@ -398,7 +417,7 @@ def test_a_store_that_fails_to_mark_done_still_answers_with_the_handlers_result(
     outcome = receiver.handle(payload("dedupe_batch.json"))
     assert outcome.failed == ()
     assert len(recorder.calls) == 5
-    assert "failed to mark done" in caplog.text
+    assert "failed to settle the claims on 1 event(s)" in caplog.text
     # The claims are left to expire: until then a resend is refused, not dropped; after the
     # lease the events run again (at least once, never lost).
     with pytest.raises(DispatchUnavailableError):
@@ -422,7 +441,7 @@ def test_a_store_that_fails_to_release_leaves_the_claim_to_expire(
 
     outcome = receiver.handle(payload("dedupe_batch.json"))
     assert len(outcome.failed) == 2
-    assert "failed to release" in caplog.text
+    assert "failed to settle the claims on 1 event(s)" in caplog.text
     with pytest.raises(DispatchUnavailableError):
         receiver.handle(payload("dedupe_batch.json"))
     clock[0] += 31

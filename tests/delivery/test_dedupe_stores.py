@@ -1,7 +1,8 @@
 """The two de-duplication stores keep the same contract: claim, done, release, lease and ttl.
 
-Every contract test runs against :class:`MemoryDedupeStore` (with a clock the test moves) and
-against :class:`RedisDedupeStore` on a real ``redis-server`` (with real, short waits).
+Every contract test runs against :class:`MemoryDedupeStore` (with a clock the test moves),
+against :class:`RedisDedupeStore` on a real ``redis-server``, and against one on a real 3-master
+Redis Cluster (both with real, short waits); the batch methods are held to the per-event ones.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from redis.retry import Retry
 
 from yalgaar_receiver import ConfigurationError
 from yalgaar_receiver.delivery.dedupe import (
+    BatchDedupeStore,
     Claim,
     ClaimState,
     DedupeStore,
@@ -26,7 +28,7 @@ from yalgaar_receiver.delivery.dedupe import (
     RedisDedupeStore,
 )
 
-from ..servers import RedisServer
+from ..servers import RedisCluster, RedisServer
 
 
 def connect(server: RedisServer) -> redis.Redis:
@@ -70,18 +72,23 @@ class Kit:
         return self.make(ttl=store.ttl, lease=store.lease if lease is None else lease)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def kit(request: pytest.FixtureRequest) -> t.Iterator[Kit]:
     if request.param == "memory":
         clock = FakeClock()
         yield Kit("memory", lambda **kw: MemoryDedupeStore(timer=clock, **kw), clock.advance)
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    client = connect(server)
+    client: t.Any
+    if request.param == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        client = cluster.client()
+    else:
+        client = connect(request.getfixturevalue("redis_server"))
     # One prefix per test, shared by the stores it builds: they stand for several processes.
     prefix = f"test:{uuid.uuid4().hex}:"
     try:
-        yield Kit("redis", lambda **kw: RedisDedupeStore(client, prefix=prefix, **kw), time.sleep)
+        make = lambda **kw: RedisDedupeStore(client, prefix=prefix, **kw)  # noqa: E731
+        yield Kit(request.param, make, time.sleep)
     finally:
         client.close()
 
@@ -151,13 +158,13 @@ def test_only_the_owner_of_a_claim_can_finish_it(kit: Kit) -> None:
 def test_an_unfinished_claim_expires_after_the_lease(kit: Kit) -> None:
     lease = 0.4
     store = kit.make(lease=lease)
-    start = time.monotonic() if kit.kind == "redis" else 0.0
+    start = time.monotonic() if kit.kind != "memory" else 0.0
     crashed = store.claim("k")  # never finished, as by a process that died
     assert crashed.state is ClaimState.CLAIMED
     # The retrying caller has a long lease, so that its own claim cannot run out in the test.
     retried = wait_until_claimed(kit, kit.peer(store, lease=60), "k", limit=10)
     assert retried.state is ClaimState.CLAIMED
-    if kit.kind == "redis":
+    if kit.kind != "memory":
         assert time.monotonic() - start >= lease - 0.05
     # The crashed caller lost its claim: it can no longer release the new one.
     assert store.release(crashed) is False
@@ -188,11 +195,11 @@ def test_done_never_overwrites_a_claim_taken_after_the_lease(kit: Kit) -> None:
 def test_a_done_key_is_forgotten_after_the_ttl(kit: Kit) -> None:
     ttl = 0.4
     store = kit.make(ttl=ttl)
-    start = time.monotonic() if kit.kind == "redis" else 0.0
+    start = time.monotonic() if kit.kind != "memory" else 0.0
     assert store.done(store.claim("k")) is True
     again = wait_until_claimed(kit, store, "k", limit=10)
     assert again.state is ClaimState.CLAIMED
-    if kit.kind == "redis":
+    if kit.kind != "memory":
         assert time.monotonic() - start >= ttl - 0.05
 
 
@@ -347,3 +354,47 @@ def test_a_store_is_true_empty_or_not(kit: Kit) -> None:
     assert bool(store) is True
     if isinstance(store, MemoryDedupeStore):
         assert len(store) == 0
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+
+def test_a_batch_claim_gives_each_key_its_own_state(kit: Kit) -> None:
+    store = kit.make()
+    assert isinstance(store, BatchDedupeStore)
+    other = kit.peer(store)
+    handled = store.claim("handled")
+    assert store.done(handled)
+    running = other.claim("running")
+    keys = ["handled", "running", *(f"new-{n}" for n in range(50))]
+    claims = store.claim_many(keys)
+    assert [claim.key for claim in claims] == keys
+    assert [claim.state for claim in claims[:2]] == [ClaimState.DONE, ClaimState.BUSY]
+    assert {claim.state for claim in claims[2:]} == {ClaimState.CLAIMED}
+    assert len({claim.token for claim in claims[2:]}) == 50
+    assert store.claim_many([]) == []
+    # Settled together, each as it ended: done ones are duplicates, released ones free.
+    outcomes = [(claim, number % 2 == 0) for number, claim in enumerate(claims[2:])]
+    forged = Claim("running", ClaimState.CLAIMED, token="0" * 32)
+    assert store.settle_many([*outcomes, (forged, True), (claims[0], True)]) == [
+        *([True] * 50),
+        False,
+        False,
+    ]
+    again = {claim.key: claim.state for claim in store.claim_many(keys)}
+    assert again["handled"] is ClaimState.DONE and again["running"] is ClaimState.BUSY
+    for number in range(50):
+        expected = ClaimState.DONE if number % 2 == 0 else ClaimState.CLAIMED
+        assert again[f"new-{number}"] is expected
+    assert other.release(running)
+    assert store.settle_many([]) == []
+
+
+def test_a_batch_settle_after_the_lease_ran_out_says_so_per_claim(kit: Kit) -> None:
+    store = kit.make(lease=0.3)
+    assert isinstance(store, BatchDedupeStore)
+    early, late = store.claim_many(["early", "late"])
+    assert store.settle_many([(early, True)]) == [True]
+    kit.wait(0.5)
+    assert store.settle_many([(late, True)]) == [False]  # recorded all the same
+    assert [c.state for c in store.claim_many(["early", "late"])] == [ClaimState.DONE] * 2

@@ -1,8 +1,9 @@
 """Every rule of ``docs/presence.md``, one test or more per rule, against both stores.
 
-Each test that builds its tracker with ``make_tracker`` runs twice: on the embedded store, and on
-a :class:`RedisPresenceStore` backed by a real ``redis-server`` (one per module, a fresh key
-prefix per test), so both stores are held to the same rules.
+Each test that builds its tracker with ``make_tracker`` runs three times: on the embedded store,
+on a :class:`RedisPresenceStore` backed by a real ``redis-server`` (one per module, a fresh key
+prefix per test), and on one backed by a real 3-master Redis Cluster (one per run), so every
+store is held to the same rules.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from yalgaar_receiver.presence import (
 )
 
 from ..presence_kit import JOINED, KEY, LEFT, OCCUPIED, VACATED, FakeClock, Recorder, event, post
-from ..servers import RedisServer, start_redis
+from ..servers import RedisCluster, RedisServer, start_redis
 
 PAYLOADS = Path(__file__).parents[1] / "payloads"
 
@@ -55,14 +56,20 @@ def module_redis() -> t.Iterator[RedisServer]:
     yield from start_redis()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def new_store(request: pytest.FixtureRequest) -> t.Iterator[t.Callable[[], PresenceStore]]:
-    """Makes empty stores of one kind; the Redis ones share a server but not a key prefix."""
+    """Makes empty stores of one kind; the Redis ones share a server (or a 3-master cluster)
+    but not a key prefix."""
     if request.param == "memory":
         yield MemoryPresenceStore
         return
-    server: RedisServer = request.getfixturevalue("module_redis")
-    client = redis.Redis.from_url(server.url)
+    client: t.Any
+    if request.param == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        client = cluster.client()
+    else:
+        server: RedisServer = request.getfixturevalue("module_redis")
+        client = redis.Redis.from_url(server.url)
     count = 0
 
     def make() -> PresenceStore:

@@ -15,10 +15,16 @@ event in its versioned JSON form, :mod:`~yalgaar_receiver.serialization`); the w
 the typed event and runs it through :meth:`Receiver.emit <yalgaar_receiver.Receiver.emit>`, so
 decorated handlers and signal subscribers run there unchanged.
 
-One task per event, not per request: a retry then runs again only the event whose handler
-failed, not the 199 others of its batch, a dead letter names one event, and the events of one
-request spread over every worker. The price is one broker write per event, which is cheap next to
-a handler.
+Two modes. ``mode="event"`` (the default) publishes one task per event: the events of one request
+spread over every worker, and a retry is that event's own task. ``mode="envelope"`` publishes one
+task per request (Yalgaar sends one envelope per request) that runs its events in order on one
+worker, through :meth:`Receiver.emit_batch <yalgaar_receiver.Receiver.emit_batch>`: one broker
+message instead of up to 200, and its de-duplication keys claimed together. Each event keeps its
+own outcome there too: only the events that failed are published again (one task for all of
+them, after the backoff), and only those are dead-lettered after the last try. The default stays
+per event because it spreads a batch over the workers and keeps a slow handler from holding up
+the 199 events after it; choose per envelope when broker messages are the cost that matters
+(``docs/scaling.md``).
 
 Delivery guarantees (``docs/delivery.md`` has the whole table):
 
@@ -64,6 +70,8 @@ logger = logging.getLogger("yalgaar_receiver.celery")
 
 #: The Celery task's default name; give each receiver that shares a Celery app its own.
 TASK_NAME: t.Final = "yalgaar_receiver.emit"
+#: What ``mode`` may be: one task per event, or one per envelope.
+MODES: t.Final = ("event", "envelope")
 
 
 class CeleryDispatcher:
@@ -87,6 +95,8 @@ class CeleryDispatcher:
     :param dead_letters: where events go after their last try; a
         :class:`~yalgaar_receiver.dead_letters.JsonLinesDeadLetterSink` in the worker's working
         directory by default.
+    :param mode: ``"event"`` (one task per event, the default) or ``"envelope"`` (one task per
+        request, its events run in order on one worker; see above).
     """
 
     def __init__(
@@ -103,8 +113,10 @@ class CeleryDispatcher:
         publish_timeout: float = 2.0,
         publish_retries: int = 1,
         dead_letters: DeadLetterSink | None = None,
+        mode: str = "event",
     ) -> None:
         self.app = celery_app
+        self.mode = settings.choice(mode, "mode", MODES)
         self.queue = queue
         self.max_retries = settings.count(max_retries, "max_retries")
         self.retry_backoff = settings.positive_number(retry_backoff, "retry_backoff")
@@ -152,8 +164,27 @@ class CeleryDispatcher:
             ignore_result=True,
         )(emit_event)
 
+        def emit_envelope(
+            task: Task[t.Any, t.Any],
+            forms: list[dict[str, t.Any]],
+            carriers: list[dict[str, str] | None] | None = None,
+            attempt: int = 1,
+        ) -> dict[str, t.Any]:
+            return dispatcher.run_envelope(task, forms, carriers, attempt)
+
+        #: The task of ``mode="envelope"``: every event of one request, run in order.
+        self.envelope_task: Task[t.Any, t.Any] = celery_app.task(
+            name=f"{task_name}.envelope",
+            bind=True,
+            shared=False,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            serializer="json",
+            ignore_result=True,
+        )(emit_envelope)
+
     def __repr__(self) -> str:
-        return f"<CeleryDispatcher queue={self.queue!r} task={self.task.name!r}>"
+        return f"<CeleryDispatcher queue={self.queue!r} task={self.task.name!r} mode={self.mode!r}>"
 
     def attach(self, receiver: Emitter) -> None:
         """Run events on ``receiver`` in the worker; ``Receiver(dispatcher=...)`` calls this.
@@ -170,7 +201,8 @@ class CeleryDispatcher:
     # -- the web side ------------------------------------------------------------------------
 
     def dispatch(self, events: t.Sequence[Event], emit: Emit) -> t.Sequence[HandlerFailure]:
-        """Publish one task per event; answer only when the broker took every one.
+        """Publish one task per event (or one for all, per envelope); answer only when the
+        broker took every one.
 
         When the broker fails halfway, the request is refused and the tasks already published
         stay queued: the sender's resend runs those events twice (at least once, never lost).
@@ -188,12 +220,20 @@ class CeleryDispatcher:
                 carrier: dict[str, str] = {}
                 notify(self, signals.task_publishing, event=event, carrier=carrier)
                 carriers[number] = carrier or None
+        calls: list[tuple[Task[t.Any, t.Any], tuple[t.Any, ...]]]
+        if self.mode == "envelope":
+            calls = [(self.envelope_task, (forms, carriers) if any(carriers) else (forms,))]
+        else:
+            calls = [
+                (self.task, (form,) if carried is None else (form, carried))
+                for form, carried in zip(forms, carriers, strict=True)
+            ]
         sent = 0
         try:
             with self.app.producer_or_acquire() as producer:
-                for form, carried in zip(forms, carriers, strict=True):
-                    self.task.apply_async(
-                        (form,) if carried is None else (form, carried),
+                for task, args in calls:
+                    task.apply_async(
+                        args,
                         queue=self.queue,
                         producer=producer,
                         retry=True,
@@ -202,8 +242,8 @@ class CeleryDispatcher:
                     sent += 1
         except (OperationalError, OSError) as error:
             logger.warning(
-                "Broker unreachable; refused %d event(s) (%d already published): %s",
-                len(forms) - sent,
+                "Broker unreachable; refused %d task(s) (%d already published): %s",
+                len(calls) - sent,
                 sent,
                 error,
             )
@@ -234,12 +274,7 @@ class CeleryDispatcher:
             logger.error("Task %s carries an unreadable event: %s", task.request.id, error)
             self._bury(DeadLetter.from_error(form, error, attempts=attempt), task)
             return {"handled": False, "dead_letters": 1}
-        receiver = self.receiver
-        if receiver is None:
-            raise ConfigurationError(
-                f"{self!r} has no Receiver in this worker: build the Receiver with "
-                "Receiver(dispatcher=...) in the module the worker imports (-A)."
-            )
+        receiver = self._worker_receiver()
         if listened(signals.task_started, self) or listened(signals.task_finished, self):
             notify(self, signals.task_started, event=event, carrier=carrier or {}, attempt=attempt)
             try:
@@ -283,6 +318,118 @@ class CeleryDispatcher:
             attempts=attempt,
         )
         return {"handled": False, "dead_letters": len(letters), "attempts": attempt}
+
+    def run_envelope(
+        self,
+        task: Task[t.Any, t.Any],
+        forms: list[dict[str, t.Any]],
+        carriers: list[dict[str, str] | None] | None,
+        attempt: int,
+    ) -> dict[str, t.Any]:
+        """The body of the envelope task: run every event in order, then publish the ones that
+        did not succeed again (one task, after the backoff) or, after the last try, bury them.
+
+        :param attempt: which try this is of the events it carries (1 for the first).
+        """
+        receiver = self._worker_receiver()
+        carried = carriers or [None] * len(forms)
+        events: list[tuple[Event, dict[str, t.Any], dict[str, str] | None]] = []
+        buried = 0
+        for form, carrier in zip(forms, carried, strict=True):
+            try:
+                events.append((event_from_dict(form), form, carrier))
+            except ValueError as error:
+                logger.error("Task %s carries an unreadable event: %s", task.request.id, error)
+                self._bury(DeadLetter.from_error(form, error, attempts=attempt), task)
+                buried += 1
+        observed = listened(signals.task_started, self) or listened(signals.task_finished, self)
+        if observed:
+            for event, _, carrier in events:
+                notify(
+                    self, signals.task_started, event=event, carrier=carrier or {}, attempt=attempt
+                )
+        try:
+            results = receiver.emit_batch([event for event, _, _ in events])
+        finally:
+            if observed:
+                for event, _, _ in events:
+                    notify(self, signals.task_finished, event=event, attempt=attempt)
+        # The events that did not succeed, with what each got: its failures, or "not now".
+        again = [
+            (event, form, carrier, result)
+            for (event, form, carrier), result in zip(events, results, strict=True)
+            if isinstance(result, DispatchUnavailableError) or result
+        ]
+        if not again:
+            return {"handled": len(events), "dead_letters": buried, "attempts": attempt}
+        if attempt <= self.max_retries:
+            countdown = self.backoff(attempt - 1)
+            for *_, result in again:
+                if isinstance(result, DispatchUnavailableError):  # emit's own "not now"
+                    countdown = max(countdown, result.retry_after)
+            self._publish_again([(f, c) for _, f, c, _ in again], attempt + 1, countdown)
+            return {"handled": len(events) - len(again), "retried": len(again)}
+        for event, _, _, result in again:
+            failures: tuple[HandlerFailure, ...] = ()
+            if isinstance(result, DispatchUnavailableError):
+                letters = [DeadLetter.from_error(event, result, attempts=attempt)]
+            else:
+                letters = [DeadLetter.from_failure(f, attempts=attempt) for f in result]
+                failures = result
+            logger.error(
+                "Giving up %s after %d attempt(s); kept as a dead letter",
+                preview(event, 500),
+                attempt,
+            )
+            for letter in letters:
+                self._bury(letter, task)
+            buried += len(letters)
+            notify(
+                self,
+                signals.event_dead_lettered,
+                event=event,
+                failures=failures,
+                attempts=attempt,
+            )
+        return {"handled": len(events) - len(again), "dead_letters": buried, "attempts": attempt}
+
+    def _publish_again(
+        self,
+        again: t.Sequence[tuple[dict[str, t.Any], dict[str, str] | None]],
+        attempt: int,
+        countdown: float,
+    ) -> None:
+        """One envelope task for the events that did not succeed, ``countdown`` seconds out."""
+        forms = [form for form, _ in again]
+        carriers = [carrier for _, carrier in again]
+        logger.warning(
+            "%d event(s) of an envelope did not succeed; trying them again in %.1f s (attempt %d)",
+            len(forms),
+            countdown,
+            attempt,
+        )
+        try:
+            self.envelope_task.apply_async(
+                (forms, carriers, attempt),
+                queue=self.queue,
+                countdown=countdown,
+                retry=True,
+                retry_policy=self._publish_policy,
+            )
+        except (OperationalError, OSError) as error:
+            # The envelope goes back to the queue whole: what succeeded is run again (at least
+            # once; a de-duplication store skips it).
+            logger.error("Could not publish the retry (%s); requeueing the envelope", error)
+            raise Reject(str(error), requeue=True) from None
+
+    def _worker_receiver(self) -> Emitter:
+        receiver = self.receiver
+        if receiver is None:
+            raise ConfigurationError(
+                f"{self!r} has no Receiver in this worker: build the Receiver with "
+                "Receiver(dispatcher=...) in the module the worker imports (-A)."
+            )
+        return receiver
 
     def backoff(self, retries: int) -> float:
         """Seconds to wait before retry number ``retries + 1``."""

@@ -14,9 +14,16 @@ Recording the key only after the handlers succeeded is the point: recording it b
 dj-stripe once did (dj-stripe issue 832), turns a failed handler into an event that is never
 retried. ``docs/deduplication.md`` explains what is and is not a duplicate.
 
+Both stores also take a whole batch at once (:class:`BatchDedupeStore`): the receiver claims the
+keys of a request's events together and settles them together, so that a 200-item envelope costs
+two round trips to a shared store, not four hundred; each event keeps its own outcome. A store of
+the application's own needs only the three methods of :class:`DedupeStore`; the receiver then
+claims and settles each event as it runs.
+
 Two stores: :class:`MemoryDedupeStore` for one process, :class:`RedisDedupeStore` shared by every
-process and machine that talks to one Redis. The Redis store takes a client object the caller
-built, so ``redis`` is needed only by whoever builds it (``pip install yalgaar-receiver[redis]``).
+process and machine that talks to one Redis (or Redis Cluster). The Redis store takes a client
+object the caller built, so ``redis`` is needed only by whoever builds it
+(``pip install yalgaar-receiver[redis]``).
 
 Imports: the standard library and the core below the receiver.
 """
@@ -27,6 +34,8 @@ import collections
 import enum
 import hashlib
 import json
+import logging
+import os
 import secrets
 import threading
 import time
@@ -35,22 +44,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from .. import settings
-from .._redis import RedisClient
+from .._redis import RedisClient, is_cluster
 from ..events import Event, MessageEvent, PresenceAction, PresenceEvent, UnknownEvent
 from ..exceptions import ConfigurationError
 
 __all__ = [
     "Attempts",
+    "BatchDedupeStore",
     "Claim",
     "ClaimState",
     "DedupeStore",
     "KeyFunction",
+    "LeaseKeeper",
     "MemoryAttempts",
     "MemoryDedupeStore",
     "RedisDedupeStore",
     "attempt_key",
     "event_key",
+    "settle_all",
 ]
+
+logger = logging.getLogger("yalgaar_receiver.dedupe")
 
 #: Turns an event into its de-duplication key; ``None`` means "never de-duplicate this event".
 KeyFunction = t.Callable[[Event], str | None]
@@ -59,6 +73,8 @@ KeyFunction = t.Callable[[Event], str | None]
 DEFAULT_TTL: t.Final = 600.0
 #: Seconds a claim lasts when it is neither marked done nor released (a crashed process).
 DEFAULT_LEASE: t.Final = 60.0
+#: The longest a :class:`LeaseKeeper` renews one claim: an hour.
+DEFAULT_MAX_HOLD: t.Final = 3600.0
 #: The most keys a :class:`MemoryDedupeStore` keeps: Yalgaar sends at most 200 events per
 #: 2 seconds, which over the default ttl of 600 seconds is 60,000 keys.
 DEFAULT_MAX_ENTRIES: t.Final = 100_000
@@ -193,6 +209,154 @@ class DedupeStore(t.Protocol):
 
 
 @t.runtime_checkable
+class BatchDedupeStore(DedupeStore, t.Protocol):
+    """A store that also takes the keys of a batch at once, each with its own outcome."""
+
+    def claim_many(self, keys: t.Sequence[str]) -> list[Claim]:
+        """:meth:`~DedupeStore.claim` each key, in order, in one go."""
+        ...
+
+    def settle_many(self, outcomes: t.Sequence[tuple[Claim, bool]]) -> list[bool]:
+        """Mark each claim done (``True``) or release it (``False``), in one go; for each,
+        what :meth:`~DedupeStore.done` or :meth:`~DedupeStore.release` would return."""
+        ...
+
+    def renew_many(self, claims: t.Sequence[Claim]) -> list[bool]:
+        """Give each claim still owned a full lease again, from now; for each, whether it was
+        still owned (``False``: it expired, or another caller took it)."""
+        ...
+
+
+class LeaseKeeper:
+    """Renews the claims of running events, so that a handler slower than the lease keeps its
+    claim and a resend meanwhile is refused (busy) rather than run a second time.
+
+    One daemon thread per keeper, started at the first claim held, renews every claim held
+    each third of the store's lease, all in one :meth:`BatchDedupeStore.renew_many` call; a
+    claim is dropped when its event is settled. A process that dies takes the thread with it,
+    so its claims still expire after the lease. A child forked from the process starts a
+    thread of its own when it first holds a claim.
+
+    :param store: the store whose claims it renews.
+    :param interval: seconds between renewals; a third of the store's lease by default.
+    :param max_hold: the longest a claim is renewed, so that one whose event never settles
+        (a queue dropped at shutdown) is not kept alive as long as the process lives.
+    :param timer: the clock for ``max_hold``, in seconds; monotonic by default.
+    """
+
+    def __init__(
+        self,
+        store: BatchDedupeStore,
+        interval: float | None = None,
+        *,
+        max_hold: float = DEFAULT_MAX_HOLD,
+        timer: t.Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        lease = float(getattr(store, "lease", DEFAULT_LEASE))
+        self.interval = (
+            lease / 3 if interval is None else settings.positive_number(interval, "interval")
+        )
+        self.max_hold = settings.positive_number(max_hold, "max_hold")
+        self._timer = timer
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._held: dict[tuple[str, str], tuple[Claim, float]] = {}  # claim, since when
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<LeaseKeeper held={len(self._held)} interval={self.interval:g}>"
+
+    def hold(self, claims: t.Iterable[Claim]) -> None:
+        """Renew these claims until they are dropped."""
+        with self._lock:
+            now = self._timer()
+            for claim in claims:
+                if claim.token is not None and claim.state is ClaimState.CLAIMED:
+                    self._held[claim.key, claim.token] = (claim, now)
+            if self._held and not self._closed:
+                self._start()
+
+    def drop(self, claims: t.Iterable[Claim]) -> None:
+        """Stop renewing these claims (their events were settled)."""
+        with self._lock:
+            for claim in claims:
+                if claim.token is not None:
+                    self._held.pop((claim.key, claim.token), None)
+            if not self._held:
+                self._wake.notify_all()  # the thread ends; the next hold starts one again
+
+    def close(self) -> None:
+        """Stop the thread; the claims held are left to expire."""
+        with self._lock:
+            self._closed = True
+            self._wake.notify_all()
+            thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def renew(self) -> None:
+        """Renew every claim held now (the thread does it each interval)."""
+        with self._lock:
+            now = self._timer()
+            old = [c for c, since in self._held.values() if now - since > self.max_hold]
+            claims = [c for c, since in self._held.values() if now - since <= self.max_hold]
+        if old:
+            logger.warning(
+                "%d claim(s) held longer than max_hold=%gs (the first %s) are left to expire",
+                len(old),
+                self.max_hold,
+                old[0].key,
+            )
+            self.drop(old)
+        if not claims:
+            return
+        try:
+            owned = self.store.renew_many(claims)
+        except Exception:
+            logger.warning("Could not renew %d claim(s); retrying", len(claims), exc_info=True)
+            return
+        lost = [claim for claim, kept in zip(claims, owned, strict=True) if not kept]
+        if lost:
+            logger.warning(
+                "%d claim(s) expired or were taken while their events ran (the first %s): "
+                "another delivery may run them",
+                len(lost),
+                lost[0].key,
+            )
+            self.drop(lost)
+
+    def _start(self) -> None:
+        # Under the lock. A child forked after the thread started has the object, not the
+        # thread: it starts its own.
+        if self._pid != os.getpid():
+            self._pid, self._thread = os.getpid(), None
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="yalgaar-lease", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._wake.wait(self.interval)
+                if self._closed:
+                    return
+                if not self._held:
+                    self._thread = None  # started again by the next hold
+                    return
+            self.renew()
+
+
+def settle_all(store: DedupeStore, outcomes: t.Sequence[tuple[Claim, bool]]) -> list[bool]:
+    """Mark done (``True``) or release (``False``) each claim, in one batch when the store can."""
+    if isinstance(store, BatchDedupeStore):
+        return store.settle_many(outcomes)
+    return [store.done(claim) if ok else store.release(claim) for claim, ok in outcomes]
+
+
+@t.runtime_checkable
 class Attempts(t.Protocol):
     """Counts the failed attempts of an event, so that one that fails every time is given up.
 
@@ -303,34 +467,59 @@ class MemoryDedupeStore:
         return self._attempts.attempt(key)
 
     def claim(self, key: str) -> Claim:
-        with self._lock:
-            now = self._timer()
-            entry = self._entries.get(key)
-            if entry is not None and entry.expires > now:
-                state = ClaimState.DONE if entry.token is None else ClaimState.BUSY
-                return Claim(key, state, expires_in=entry.expires - now)
-            token = _new_token()
-            self._put(key, _Entry(token, now + self.lease), now)
-            return Claim(key, ClaimState.CLAIMED, token)
+        return self.claim_many((key,))[0]
 
     def done(self, claim: Claim) -> bool:
-        if claim.token is None:
-            return False
-        with self._lock:
-            now = self._timer()
-            entry = self._entries.get(claim.key)
-            owned = _owns(entry, claim, now)
-            if owned or entry is None or entry.expires <= now:
-                self._put(claim.key, _Entry(None, now + self.ttl), now)
-            return owned
+        return self.settle_many(((claim, True),))[0]
 
     def release(self, claim: Claim) -> bool:
+        return self.settle_many(((claim, False),))[0]
+
+    def claim_many(self, keys: t.Sequence[str]) -> list[Claim]:
         with self._lock:
-            entry = self._entries.get(claim.key)
-            if not _owns(entry, claim, self._timer()):
-                return False
-            del self._entries[claim.key]
-            return True
+            now = self._timer()
+            return [self._claim(key, now) for key in keys]
+
+    def settle_many(self, outcomes: t.Sequence[tuple[Claim, bool]]) -> list[bool]:
+        with self._lock:
+            now = self._timer()
+            return [self._done(c, now) if ok else self._release(c, now) for c, ok in outcomes]
+
+    def renew_many(self, claims: t.Sequence[Claim]) -> list[bool]:
+        with self._lock:
+            now = self._timer()
+            owned = []
+            for claim in claims:
+                entry = self._entries.get(claim.key)
+                kept = entry is not None and _owns(entry, claim, now)
+                if entry is not None and kept:
+                    entry.expires = now + self.lease
+                owned.append(kept)
+            return owned
+
+    def _claim(self, key: str, now: float) -> Claim:
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires > now:
+            state = ClaimState.DONE if entry.token is None else ClaimState.BUSY
+            return Claim(key, state, expires_in=entry.expires - now)
+        token = _new_token()
+        self._put(key, _Entry(token, now + self.lease), now)
+        return Claim(key, ClaimState.CLAIMED, token)
+
+    def _done(self, claim: Claim, now: float) -> bool:
+        if claim.token is None:
+            return False
+        entry = self._entries.get(claim.key)
+        owned = _owns(entry, claim, now)
+        if owned or entry is None or entry.expires <= now:
+            self._put(claim.key, _Entry(None, now + self.ttl), now)
+        return owned
+
+    def _release(self, claim: Claim, now: float) -> bool:
+        if not _owns(self._entries.get(claim.key), claim, now):
+            return False
+        del self._entries[claim.key]
+        return True
 
     def _put(self, key: str, entry: _Entry, now: float) -> None:
         self._entries[key] = entry
@@ -395,6 +584,14 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return count
 """
 
+# ARGV: token, lease in ms. Gives the claim a full lease again while it holds the token.
+_RENEW: t.Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
 # ARGV: token. Deletes the key only while it holds the caller's token.
 _RELEASE: t.Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -447,11 +644,8 @@ class RedisDedupeStore:
 
     def claim(self, key: str) -> Claim:
         token = _new_token()
-        status, pttl = self._claim(keys=[self.prefix + key], args=[token, _ms(self.lease)])
-        if int(status) == 1:
-            return Claim(key, ClaimState.CLAIMED, token)
-        state = ClaimState.DONE if int(status) == 2 else ClaimState.BUSY
-        return Claim(key, state, expires_in=max(int(pttl), 0) / 1000)
+        reply = self._claim(keys=[self.prefix + key], args=[token, _ms(self.lease)])
+        return _claimed(key, token, reply)
 
     def done(self, claim: Claim) -> bool:
         if claim.token is None:
@@ -464,10 +658,69 @@ class RedisDedupeStore:
             return False
         return int(self._release(keys=[self.prefix + claim.key], args=[claim.token])) == 1
 
+    def claim_many(self, keys: t.Sequence[str]) -> list[Claim]:
+        """The claim script for every key in one pipeline: one round trip to a server, one per
+        node on a cluster (each call touches one key, so keys spread over every slot)."""
+        tokens = [_new_token() for _ in keys]
+        lease = _ms(self.lease)
+        calls = [
+            (_CLAIM, self.prefix + key, (token, lease))
+            for key, token in zip(keys, tokens, strict=True)
+        ]
+        replies = self._pipelined(calls)
+        return [_claimed(k, token, r) for k, token, r in zip(keys, tokens, replies, strict=True)]
+
+    def settle_many(self, outcomes: t.Sequence[tuple[Claim, bool]]) -> list[bool]:
+        """The done or release script of every claim in one pipeline, like :meth:`claim_many`."""
+        ttl = _ms(self.ttl)
+        calls = [
+            (_DONE, self.prefix + c.key, (c.token, ttl)) if ok
+            else (_RELEASE, self.prefix + c.key, (c.token,))
+            for c, ok in outcomes
+            if c.token is not None
+        ]  # fmt: skip
+        replies = iter(self._pipelined(calls))
+        return [c.token is not None and int(next(replies)) == 1 for c, _ in outcomes]
+
+    def renew_many(self, claims: t.Sequence[Claim]) -> list[bool]:
+        """The renew script of every claim in one pipeline, like :meth:`claim_many`."""
+        lease = _ms(self.lease)
+        calls = [
+            (_RENEW, self.prefix + c.key, (c.token, lease)) for c in claims if c.token is not None
+        ]
+        replies = iter(self._pipelined(calls))
+        return [c.token is not None and int(next(replies)) == 1 for c in claims]
+
+    def _pipelined(self, calls: t.Sequence[tuple[str, str, tuple[t.Any, ...]]]) -> list[t.Any]:
+        # EVAL with the text, not EVALSHA: a pipeline has no way to load a script the server
+        # forgot (a restart) without another round trip, and the server caches compiled
+        # scripts by their hash anyway; the cost is the text's bytes on the wire.
+        if not calls:
+            return []
+        # A cluster pipeline sends one batch per node; told each call's node, it does not ask a
+        # node for the keys of every EVAL first (COMMAND GETKEYS, a round trip per call).
+        cluster: t.Any = self.redis if is_cluster(self.redis) else None
+        node_of = None if cluster is None else cluster.get_node_from_key
+        pipe = self.redis.pipeline(transaction=False)
+        for script, key, args in calls:
+            options = {} if node_of is None else {"target_nodes": node_of(key)}
+            # execute_command, since a cluster pipeline's eval() is not the command.
+            pipe.execute_command("EVAL", script, 1, key, *args, **options)
+        return list(pipe.execute())
+
     def attempt(self, key: str) -> int:
         """Count one more failed attempt of ``key`` (see :class:`Attempts`), for ``ttl``; the
         count lives under ``<prefix>attempts:<key>``."""
         return int(self._attempt(keys=[f"{self.prefix}attempts:{key}"], args=[_ms(self.ttl)]))
+
+
+def _claimed(key: str, token: str, reply: t.Sequence[t.Any]) -> Claim:
+    """The :class:`Claim` of the claim script's reply ``{status, pttl}``."""
+    status, pttl = int(reply[0]), int(reply[1])
+    if status == 1:
+        return Claim(key, ClaimState.CLAIMED, token)
+    state = ClaimState.DONE if status == 2 else ClaimState.BUSY
+    return Claim(key, state, expires_in=max(pttl, 0) / 1000)
 
 
 def _ms(seconds: float) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import typing as t
 
 from ..events import Event, HandlerFailure
+from ..exceptions import DispatchUnavailableError
 
 __all__ = ["Dispatcher", "Emit", "Emitter", "InlineDispatcher"]
 
@@ -29,13 +30,18 @@ Emit = t.Callable[[Event], t.Sequence[HandlerFailure]]
 
 
 class Emitter(t.Protocol):
-    """What the delivery room needs of a :class:`~yalgaar_receiver.Receiver`: its ``emit``.
+    """What the delivery room needs of a :class:`~yalgaar_receiver.Receiver`: its ``emit``
+    and ``emit_batch``.
 
     Dispatchers that run events in another process, replays and the presence of a worker take
     a receiver through this, so that nothing here imports the receiver.
     """
 
     def emit(self, event: Event) -> tuple[HandlerFailure, ...]: ...
+
+    def emit_batch(
+        self, events: t.Sequence[Event]
+    ) -> list[tuple[HandlerFailure, ...] | DispatchUnavailableError]: ...
 
 
 @t.runtime_checkable

@@ -13,7 +13,7 @@ import typing as t
 from importlib import resources
 
 from .. import settings
-from .._redis import RedisClient, text
+from .._redis import RedisClient, slot_prefix, text
 from .model import ChangeKind, PresenceChange, PresenceRules, PresenceUpdate
 
 __all__ = ["RedisPresenceStore"]
@@ -34,12 +34,18 @@ class RedisPresenceStore:
 
     Each call is one Lua script, run atomically by the server, so two app servers applying events
     for the same channel at once still produce each transition exactly once, and a due departure
-    is confirmed by whichever process sweeps first. One server or a primary with replicas: the
-    scripts compute their keys, so Redis Cluster is not supported.
+    is confirmed by whichever process sweeps first.
+
+    On Redis Cluster (a ``redis.RedisCluster`` client) every key of the store shares one hash
+    slot, since a script may touch only one slot: the prefix is put in braces
+    (``{yalgaar:presence:}members:room``) unless it holds a hash tag already. One store (one
+    Yalgaar app) then lives on one node, and the stores of many apps spread over the nodes;
+    ``docs/scaling.md`` has the layout.
 
     :param redis_client: a ``redis.Redis`` (or compatible) client; ``decode_responses`` may be
         either.
     :param prefix: the start of every key this store writes; give each tracker its own.
+        :attr:`key_prefix` is what the keys really start with (the same, but on a cluster).
     :param sweep_limit: the most due entries one script settles, so that one call never holds
         the server for long; :meth:`sweep` repeats until the backlog is gone.
     """
@@ -53,10 +59,13 @@ class RedisPresenceStore:
     ) -> None:
         self.client = redis_client
         self.prefix = prefix
+        #: What every key starts with: ``prefix``, in braces on a Redis Cluster.
+        self.key_prefix = slot_prefix(redis_client, prefix)
         self.sweep_limit = settings.positive_int(sweep_limit, "sweep_limit")
         self._apply_script = redis_client.register_script(_LUA_APPLY)
         self._sweep_script = redis_client.register_script(_LUA_SWEEP)
         self._counts_script = redis_client.register_script(_LUA_COUNTS)
+        self._due = [self.key_prefix + "due"]  # the key every script declares
 
     def __repr__(self) -> str:
         return f"<RedisPresenceStore prefix={self.prefix!r}>"
@@ -67,6 +76,7 @@ class RedisPresenceStore:
         grace = rules.grace_seconds
         ttl = rules.member_ttl
         reply = self._apply_script(
+            keys=self._due,
             args=[
                 *self._common(now, rules),
                 update.action,
@@ -75,20 +85,20 @@ class RedisPresenceStore:
                 "" if update.timestamp is None else repr(float(update.timestamp)),
                 repr(now + grace) if grace > 0 else "",
                 "" if ttl is None else repr(now + ttl),
-            ]
+            ],
         )
         return _changes(reply)
 
     def sweep(self, now: float, rules: PresenceRules) -> list[PresenceChange]:
         changes: list[PresenceChange] = []
         while True:
-            reply = self._sweep_script(args=self._common(now, rules))
+            reply = self._sweep_script(keys=self._due, args=self._common(now, rules))
             changes.extend(_changes(reply))
             if int(text(reply[0])) < self.sweep_limit:
                 return changes
 
     def next_deadline(self) -> float | None:
-        first = self.client.zrange(self.prefix + "due", 0, 0, withscores=True)
+        first = self.client.zrange(self._due[0], 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
     def members(self, channel: str) -> frozenset[str]:
@@ -99,31 +109,33 @@ class RedisPresenceStore:
 
     def departing(self, channel: str) -> frozenset[str]:
         # "11:..." is present and pending; see the layout above _LUA_COMMON.
-        states = self.client.hgetall(f"{self.prefix}state:{channel}")
+        states = self.client.hgetall(f"{self.key_prefix}state:{channel}")
         return frozenset(text(u) for u, state in states.items() if text(state)[:2] == "11")
 
     def channels(self) -> frozenset[str]:
-        return frozenset(text(c) for c in self.client.smembers(self.prefix + "channels"))
+        return frozenset(text(c) for c in self.client.smembers(self.key_prefix + "channels"))
 
     def counts(self) -> tuple[int, int]:
-        channels, members = self._counts_script(args=[self.prefix])
+        channels, members = self._counts_script(
+            keys=[self.key_prefix + "channels"], args=[self.key_prefix]
+        )
         return int(channels), int(members)
 
     def mark_stale(self, when: float) -> None:
-        self.client.set(self.prefix + "stale", repr(when), nx=True)
+        self.client.set(self.key_prefix + "stale", repr(when), nx=True)
 
     def stale_since(self) -> float | None:
-        found = self.client.get(self.prefix + "stale")
+        found = self.client.get(self.key_prefix + "stale")
         return None if found is None else float(text(found))
 
     def clear_stale(self) -> None:
-        self.client.delete(self.prefix + "stale")
+        self.client.delete(self.key_prefix + "stale")
 
     def _members_key(self, channel: str) -> str:
-        return f"{self.prefix}members:{channel}"
+        return f"{self.key_prefix}members:{channel}"
 
     def _common(self, now: float, rules: PresenceRules) -> list[str]:
-        return [self.prefix, repr(now), repr(now + rules.watermark_ttl), str(self.sweep_limit)]
+        return [self.key_prefix, repr(now), repr(now + rules.watermark_ttl), str(self.sweep_limit)]
 
 
 def _changes(reply: t.Sequence[bytes | str]) -> list[PresenceChange]:

@@ -2,7 +2,8 @@
 -- for one channel at once are serialised by the server, so each transition is returned to exactly
 -- one of them. Shared by apply.lua and sweep.lua, which the store prefixes with this file.
 --
--- Layout under the prefix (ARGV[1]):
+-- Layout under the prefix (ARGV[1]; on Redis Cluster a hash tag, so that every key is in one
+-- slot; KEYS[1] is the due key, declared so that a cluster runs the script on its node):
 --   members:<channel>  SET of uuids (departures in their grace time included)
 --   state:<channel>    HASH uuid -> "<present 0|1><pending 0|1>:<mark or empty>"
 --   due                ZSET "<len(channel)>:<channel><uuid>" -> when a sweep has work there
@@ -16,7 +17,7 @@ local prefix = ARGV[1]
 local now = ARGV[2]
 local due_forget = ARGV[3]
 local limit = tonumber(ARGV[4])
-local DUE = prefix .. 'due'
+local DUE = KEYS[1]
 local CHANNELS = prefix .. 'channels'
 local out = {'applied'}
 
