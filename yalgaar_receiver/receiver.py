@@ -197,8 +197,14 @@ class Receiver:
             )
         self.dedupe = dedupe
         self.dedupe_key = dedupe_key
-        # A store that can renew keeps the claims of running events alive past the lease.
-        self._leases = LeaseKeeper(dedupe) if isinstance(dedupe, BatchDedupeStore) else None
+        # Decided once: a check against a runtime protocol walks its members on every call,
+        # which would cost a request more than the rest of a one-item webhook. A store that
+        # takes batches claims a request's keys together, and renews the claims of running
+        # events past the lease.
+        self._batches: BatchDedupeStore | None = (
+            dedupe if isinstance(dedupe, BatchDedupeStore) else None
+        )
+        self._leases = None if self._batches is None else LeaseKeeper(self._batches)
         self.max_attempts = (
             None if max_attempts is None else settings.positive_int(max_attempts, "max_attempts")
         )
@@ -358,7 +364,7 @@ class Receiver:
         duplicates: list[Event] = []
         # A store that takes a batch claims the request's keys together (two round trips per
         # request); one of the application's own claims each event as it runs.
-        claims = _BatchClaims(self, events) if isinstance(self.dedupe, BatchDedupeStore) else None
+        claims = None if self._batches is None else _BatchClaims(self, events)
         emit: Emit
         if self.dedupe is None and loaded is None:
             emit = self._run  # what emit() comes down to without a store or payloads
@@ -585,7 +591,7 @@ class Receiver:
 
         :returns: for each event, the calls that raised, or the refusal of that event for now.
         """
-        claims = _BatchClaims(self, events) if isinstance(self.dedupe, BatchDedupeStore) else None
+        claims = None if self._batches is None else _BatchClaims(self, events)
         results: list[tuple[HandlerFailure, ...] | DispatchUnavailableError] = []
         try:
             for event in events:
@@ -935,7 +941,7 @@ class _BatchClaims:
 
     def _claim_all(self) -> None:
         receiver = self._receiver
-        assert isinstance(receiver.dedupe, BatchDedupeStore)
+        assert receiver._batches is not None
         firsts: dict[str, int] = {}  # key -> id of the first event that has it
         claims: dict[int, Claim | None] = {}
         copies: dict[int, str] = {}
@@ -948,7 +954,7 @@ class _BatchClaims:
             else:
                 firsts[key] = id(event)
         try:
-            found = receiver.dedupe.claim_many(list(firsts))
+            found = receiver._batches.claim_many(list(firsts))
         except Exception as error:
             raise receiver._store_failed(error, f"{len(firsts)} event(s)") from error
         if receiver._leases is not None:

@@ -425,6 +425,30 @@ def test_signals_are_sent_by_the_receiver_only(receiver: Receiver) -> None:
     assert seen == [receiver]
 
 
+def test_a_request_checks_no_runtime_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    # isinstance() against a runtime-checkable protocol walks its members on every call: once
+    # per request it cost more than the rest of a one-item webhook. The receiver decides such
+    # things when it is built.
+    from yalgaar_receiver.delivery.dedupe import DedupeStore, MemoryDedupeStore
+
+    meta = type(DedupeStore)
+    checks: list[object] = []
+    original = meta.__instancecheck__
+
+    def counted(cls: type, instance: object) -> bool:
+        checks.append(cls)
+        return bool(original(cls, instance))
+
+    for store in (None, MemoryDedupeStore()):
+        receiver = Receiver(client_keys=[KEY], dedupe=store)
+        receiver.on_event(lambda event: None)
+        monkeypatch.setattr(meta, "__instancecheck__", counted)
+        receiver.handle(envelope("Presence", bind()))
+        receiver.emit_batch([])
+        monkeypatch.undo()
+        assert checks == [], store
+
+
 def test_listened_is_exact_after_a_subscriber_leaves(receiver: Receiver) -> None:
     # blinker keeps a sender's empty entry after its last subscriber leaves, and its own
     # has_receivers_for stays true while the signal has a subscriber for any other sender.

@@ -351,8 +351,9 @@ class LeaseKeeper:
 
 def settle_all(store: DedupeStore, outcomes: t.Sequence[tuple[Claim, bool]]) -> list[bool]:
     """Mark done (``True``) or release (``False``) each claim, in one batch when the store can."""
-    if isinstance(store, BatchDedupeStore):
-        return store.settle_many(outcomes)
+    settle_many = getattr(store, "settle_many", None)  # not isinstance: see Receiver
+    if settle_many is not None:
+        return list(settle_many(outcomes))
     return [store.done(claim) if ok else store.release(claim) for claim, ok in outcomes]
 
 
