@@ -30,6 +30,7 @@ import binascii
 import typing as t
 
 from . import settings, wire
+from ._extras import install
 from .exceptions import ConfigurationError
 
 __all__ = ["KEY_SIZES", "UNDECRYPTABLE", "MessageKeys"]
@@ -42,7 +43,7 @@ KEY_SIZES: t.Final = (16, 24, 32)
 UNDECRYPTABLE: t.Final = ("reject", "deliver")
 
 _BLOCK: t.Final = 16
-_EXTRA: t.Final = "pip install 'yalgaar-receiver[crypto]'"
+_EXTRA: t.Final = install("crypto")
 
 
 class MessageKeys:

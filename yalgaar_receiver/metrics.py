@@ -35,11 +35,9 @@ try:
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.registry import Collector
 except ModuleNotFoundError as error:  # pragma: no cover - the test runs in a subprocess
-    raise ModuleNotFoundError(
-        f"yalgaar_receiver.metrics needs {error.name!r}, which is not installed; "
-        "install the extra: pip install 'yalgaar-receiver[metrics]'",
-        name=error.name,
-    ) from error
+    from ._extras import missing
+
+    raise missing(error, "yalgaar_receiver.metrics", "metrics") from error
 
 from . import signals
 from .delivery.dispatch import Dispatcher

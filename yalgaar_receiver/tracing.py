@@ -25,11 +25,9 @@ try:
     from opentelemetry import propagate, trace
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 except ModuleNotFoundError as error:  # pragma: no cover - the test runs in a subprocess
-    raise ModuleNotFoundError(
-        f"yalgaar_receiver.tracing needs {error.name!r}, which is not installed; "
-        "install the extra: pip install 'yalgaar-receiver[tracing]'",
-        name=error.name,
-    ) from error
+    from ._extras import missing
+
+    raise missing(error, "yalgaar_receiver.tracing", "tracing") from error
 
 from . import signals
 from ._version import __version__

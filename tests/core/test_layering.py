@@ -28,6 +28,7 @@ FLOW = [
     "_version",
     "_links",
     "_fork",
+    "_extras",
     "_redis",
     "events",
     "exceptions",

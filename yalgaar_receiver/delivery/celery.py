@@ -49,11 +49,9 @@ try:
     from celery.exceptions import Reject
     from kombu.exceptions import OperationalError
 except ModuleNotFoundError as error:  # pragma: no cover - the test runs in a subprocess
-    raise ModuleNotFoundError(
-        f"yalgaar_receiver.celery needs {error.name!r}, which is not installed; "
-        "install the extra: pip install 'yalgaar-receiver[celery]'",
-        name=error.name,
-    ) from error
+    from .._extras import missing
+
+    raise missing(error, "yalgaar_receiver.celery", "celery") from error
 
 from .. import settings, signals
 from ..events import Event, HandlerFailure
@@ -173,6 +171,7 @@ class CeleryDispatcher:
             return dispatcher.run_envelope(task, forms, carriers, attempt)
 
         #: The task of ``mode="envelope"``: every event of one request, run in order.
+        # Registered as the task above is, for the same reasons; its retries are its own.
         self.envelope_task: Task[t.Any, t.Any] = celery_app.task(
             name=f"{task_name}.envelope",
             bind=True,
