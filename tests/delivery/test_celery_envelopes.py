@@ -113,3 +113,54 @@ def test_the_envelope_task_is_acknowledged_late(redis_server: RedisServer) -> No
     assert dispatcher.envelope_task.acks_late and dispatcher.envelope_task.reject_on_worker_lost
     assert dispatcher.envelope_task.name == "yalgaar_receiver.emit.envelope"
     assert "mode='envelope'" in repr(dispatcher)
+
+
+def test_an_error_around_the_handlers_retries_then_buries_every_event(
+    redis_server: RedisServer,
+) -> None:
+    app = celery_app(redis_server.url)
+    queue = f"around-{uuid.uuid4().hex[:6]}"
+    store = redis.Redis.from_url(redis_server.url)
+    sink = RedisDeadLetterSink(store, key=f"dead-{queue}")
+    dispatcher = CeleryDispatcher(
+        app,
+        queue=queue,
+        mode="envelope",
+        max_retries=1,
+        retry_backoff=0.1,
+        retry_jitter=False,
+        dead_letters=sink,
+    )
+    keys: list[str] = []
+
+    def broken_key(event: MessageEvent) -> str:
+        keys.append(event.message)
+        raise ZeroDivisionError("the key function is broken")
+
+    receiver = Receiver(
+        [KEY],
+        dispatcher=dispatcher,
+        dedupe=RedisDedupeStore(store, prefix=f"{queue}:"),
+        dedupe_key=broken_key,  # type: ignore[arg-type]
+    )
+    ran: list[str] = []
+    receiver.on_message(lambda event: ran.append(event.message))
+    items = [message("c", f"u{n}", f"m{n}", at=1_700_000_000 + n) for n in range(2)]
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue]):
+            receiver.handle(message_envelope(*items, client_key=KEY).to_bytes())
+            deadline = time.monotonic() + 30
+            while len(sink.entries()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        app.close()
+        root.setLevel(level)
+        root.handlers[:] = handlers
+    letters = sink.entries()
+    store.close()
+    assert ran == []  # nothing ran without its claim
+    assert sorted(letter.event["message"] for letter in letters) == ["m0", "m1"]
+    assert all("ZeroDivisionError" in letter.error and letter.attempts == 2 for letter in letters)
+    assert keys == ["m0", "m0"]  # one try of the batch each time: the first key raised

@@ -347,17 +347,24 @@ class CeleryDispatcher:
                 notify(
                     self, signals.task_started, event=event, carrier=carrier or {}, attempt=attempt
                 )
+        results: t.Sequence[tuple[HandlerFailure, ...] | Exception]
         try:
             results = receiver.emit_batch([event for event, _, _ in events])
+        except Exception as error:
+            # Around the handlers (a de-duplication store, say), not in one of them: every
+            # event of the task is tried again, or buried, as one whose emit raised.
+            logger.exception("Emitting an envelope of %d event(s) raised", len(events))
+            results = [error] * len(events)
         finally:
             if observed:
                 for event, _, _ in events:
                     notify(self, signals.task_finished, event=event, attempt=attempt)
-        # The events that did not succeed, with what each got: its failures, or "not now".
+        # The events that did not succeed, with what each got: its failures, or the error
+        # around them ("not now" from its store, say).
         again = [
             (event, form, carrier, result)
             for (event, form, carrier), result in zip(events, results, strict=True)
-            if isinstance(result, DispatchUnavailableError) or result
+            if isinstance(result, Exception) or result
         ]
         if not again:
             return {"handled": len(events), "dead_letters": buried, "attempts": attempt}
@@ -370,7 +377,7 @@ class CeleryDispatcher:
             return {"handled": len(events) - len(again), "retried": len(again)}
         for event, _, _, result in again:
             failures: tuple[HandlerFailure, ...] = ()
-            if isinstance(result, DispatchUnavailableError):
+            if isinstance(result, Exception):
                 letters = [DeadLetter.from_error(event, result, attempts=attempt)]
             else:
                 letters = [DeadLetter.from_failure(f, attempts=attempt) for f in result]
