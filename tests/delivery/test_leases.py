@@ -187,3 +187,25 @@ def test_the_renewal_thread_ends_when_nothing_is_held() -> None:
     keeper.hold([claim])  # a new one starts for the next claim
     keeper.close()
     assert not [t for t in set(threading.enumerate()) - before if t.is_alive()]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_renews_its_own_claims_only() -> None:
+    store = MemoryDedupeStore(lease=30)
+    keeper = LeaseKeeper(store, interval=0.05)
+    parents = store.claim("parent")
+    keeper.hold([parents])
+    pid = os.fork()
+    if pid == 0:  # the child: none of the parent's claims, and a thread of its own
+        code = 1
+        try:
+            empty = repr(keeper) == "<LeaseKeeper held=0 interval=0.05>"
+            keeper.hold([store.claim("child")])
+            renewing = [t for t in threading.enumerate() if t.name == "yalgaar-lease"]
+            code = 0 if empty and len(renewing) == 1 and renewing[0].is_alive() else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    keeper.drop([parents])
+    keeper.close()
+    assert os.waitstatus_to_exitcode(status) == 0

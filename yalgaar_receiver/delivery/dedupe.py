@@ -35,7 +35,6 @@ import enum
 import hashlib
 import json
 import logging
-import os
 import secrets
 import threading
 import time
@@ -44,6 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from .. import settings
+from .._fork import reset_after_fork
 from .._redis import RedisClient, is_cluster
 from ..events import Event, MessageEvent, PresenceAction, PresenceEvent, UnknownEvent
 from ..exceptions import ConfigurationError
@@ -234,8 +234,9 @@ class LeaseKeeper:
     One daemon thread per keeper, started at the first claim held, renews every claim held
     each third of the store's lease, all in one :meth:`BatchDedupeStore.renew_many` call; a
     claim is dropped when its event is settled. A process that dies takes the thread with it,
-    so its claims still expire after the lease. A child forked from the process starts a
-    thread of its own when it first holds a claim.
+    so its claims still expire after the lease. A child forked from the process (gunicorn
+    ``--preload``, a Celery pool) gets a fresh lock and none of the parent's claims, and starts a
+    thread of its own when it first holds one.
 
     :param store: the store whose claims it renews.
     :param interval: seconds between renewals; a third of the store's lease by default.
@@ -263,8 +264,8 @@ class LeaseKeeper:
         self._wake = threading.Condition(self._lock)
         self._held: dict[tuple[str, str], tuple[Claim, float]] = {}  # claim, since when
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self._closed = False
+        reset_after_fork(self._after_fork)
 
     def __repr__(self) -> str:
         return f"<LeaseKeeper held={len(self._held)} interval={self.interval:g}>"
@@ -328,11 +329,16 @@ class LeaseKeeper:
             )
             self.drop(lost)
 
+    def _after_fork(self) -> None:
+        # The parent's thread is gone, its lock may have been held at the fork, and its claims
+        # are its events', not the child's.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._held = {}
+        self._thread = None
+
     def _start(self) -> None:
-        # Under the lock. A child forked after the thread started has the object, not the
-        # thread: it starts its own.
-        if self._pid != os.getpid():
-            self._pid, self._thread = os.getpid(), None
+        # Under the lock.
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="yalgaar-lease", daemon=True)
             self._thread.start()
