@@ -21,6 +21,7 @@ the package (a malformed item is a :class:`~yalgaar_receiver.Rejection`, a malfo
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 import typing as t
@@ -174,16 +175,17 @@ class ItemSchema(Schema):
         """marshmallow's ``Schema.load``: the loaded fields, validators and hooks applied."""
         return super().load(data, **options)
 
+    @abc.abstractmethod
     def make_event(
         self, data: t.Mapping[str, t.Any], *, raw: t.Mapping[str, t.Any], client_key: str = ""
     ) -> Event:
-        """Build the event of one loaded item.
+        """Build the event of one loaded item; each item schema says which event it builds
+        (marshmallow's schema class is an ``ABCMeta``, so ``ItemSchema()`` itself is refused).
 
         :param data: what :meth:`load_data` returned for the item.
         :param raw: the item as received.
         :param client_key: the ``clientKey`` of the item's envelope.
         """
-        raise NotImplementedError
 
     def extra_of(self, data: t.Mapping[str, t.Any], raw: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
         """The event's ``extra``: what was loaded that the event class has no field for (a

@@ -38,7 +38,7 @@ from yalgaar_receiver import (
     UnbindEvent,
 )
 from yalgaar_receiver.parsing import Envelope, Parser
-from yalgaar_receiver.schemas import MessageItemSchema, PresenceItemSchema, WireField
+from yalgaar_receiver.schemas import ItemSchema, MessageItemSchema, PresenceItemSchema, WireField
 from yalgaar_receiver.wire import read_channel
 
 from ..payloads import all_payloads, payload
@@ -350,3 +350,9 @@ def test_items_that_are_other_mappings_go_through_the_schema() -> None:
     assert [type(e) for e in loaded.events] == [UnbindEvent]
     assert loaded.events[0].extra == {"extra_field": 1}
     assert loaded.rejected[0].errors == {"_schema": ["Each item must be a JSON object."]}
+
+
+def test_the_shared_item_schema_builds_no_event_itself() -> None:
+    # make_event is the one step each item schema must say; the shared base is refused at once.
+    with pytest.raises(TypeError, match="make_event"):
+        ItemSchema()  # type: ignore[abstract]
