@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from blinker import Signal
 
 from . import settings, signals
-from .delivery.dead_letters import DeadLetter, DeadLetterSink
+from .delivery.dead_letters import DeadLetter, DeadLetterSink, store
 from .delivery.dedupe import (
     BUSY_RETRY_AFTER,
     STORE_RETRY_AFTER,
@@ -434,16 +434,8 @@ class Receiver:
             letter = DeadLetter.from_failure(failure, attempts=attempts)
             if self.dead_letters is None:
                 logger.error("Dead letter (no sink configured): %s", letter.to_json())
-                continue
-            try:
-                self.dead_letters.put(letter)
-            except Exception:
-                logger.critical(
-                    "Could not store a dead letter in %r; entry: %s",
-                    self.dead_letters,
-                    letter.to_json(),
-                    exc_info=True,
-                )
+            else:
+                store(self.dead_letters, letter)
         if self.dedupe is not None:
             # Acknowledged: a resend is a duplicate, not another attempt.
             key = self.dedupe_key(event)

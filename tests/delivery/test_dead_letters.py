@@ -181,3 +181,38 @@ def test_processes_share_the_file_without_losing_lines(tmp_path: Path) -> None:
     assert removed + len(sink.entries()) == 300
     uuids = [letter.load_event().uuid for letter in sink.entries()]
     assert len(uuids) == len(set(uuids))
+
+
+class BrokenSink(DeadLetterSink):
+    """A sink whose storage is gone."""
+
+    def put(self, letter: DeadLetter) -> None:
+        raise OSError("disk full")
+
+    def entries(self) -> list[DeadLetter]:
+        return []
+
+    def remove(self, ids: t.Collection[str]) -> int:
+        return 0
+
+
+def test_a_sink_that_fails_leaves_the_entry_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    from yalgaar_receiver.delivery import ThreadPoolDispatcher
+    from yalgaar_receiver.testing import capture_events, message, message_envelope
+
+    key = "ck-4704a1b2c3d4402f"
+    body = message_envelope(message("c", "u", "kept in the log"), client_key=key).to_bytes()
+    # Given up by the receiver (max_attempts), then by the thread pool (a handler failure).
+    inline = Receiver([key], max_attempts=1, dead_letters=BrokenSink())
+    inline.on_message(failing(RuntimeError("always")))
+    assert inline.handle(body).dead_lettered
+    pool = ThreadPoolDispatcher(max_workers=1, dead_letters=BrokenSink())
+    threaded = Receiver([key], dispatcher=pool)
+    threaded.on_message(failing(RuntimeError("always")))
+    with capture_events(threaded) as capture:
+        threaded.handle(body)
+        capture.wait_for(1)
+    assert pool.close(timeout=10)
+    kept = [r for r in caplog.records if r.getMessage().startswith("Could not store a dead")]
+    assert [r.levelname for r in kept] == ["CRITICAL", "CRITICAL"]
+    assert all("kept in the log" in r.getMessage() and r.exc_info for r in kept)

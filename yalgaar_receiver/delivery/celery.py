@@ -58,7 +58,7 @@ from ..events import Event, HandlerFailure
 from ..exceptions import ConfigurationError, DispatchUnavailableError
 from ..routing import listened, notify
 from ..wire import preview
-from .dead_letters import DeadLetter, DeadLetterSink, JsonLinesDeadLetterSink
+from .dead_letters import DeadLetter, DeadLetterSink, JsonLinesDeadLetterSink, store
 from .dispatch import Emit, Emitter
 from .serialization import event_from_dict, event_to_dict
 
@@ -460,14 +460,7 @@ class CeleryDispatcher:
             raise Reject(reason, requeue=True) from None
 
     def _bury(self, letter: DeadLetter, task: Task[t.Any, t.Any]) -> None:
-        try:
-            self.dead_letters.put(letter)
-        except Exception as error:
-            logger.critical(
-                "Could not store a dead letter in %r; entry: %s",
-                self.dead_letters,
-                letter.to_json(),
-                exc_info=True,
-            )
+        error = store(self.dead_letters, letter)
+        if error is not None:
             # Keep the event in the broker until the sink works again, slowly.
             self._retry(task, self.retry_backoff_max, error, task.request.retries + 1)

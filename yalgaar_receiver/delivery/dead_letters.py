@@ -48,6 +48,7 @@ __all__ = [
     "DeadLetterSink",
     "JsonLinesDeadLetterSink",
     "RedisDeadLetterSink",
+    "store",
 ]
 
 logger = logging.getLogger("yalgaar_receiver.dead_letters")
@@ -286,6 +287,19 @@ class RedisDeadLetterSink(DeadLetterSink):
 
 
 _Line = t.TypeVar("_Line", bytes, str)
+
+
+def store(sink: DeadLetterSink, letter: DeadLetter) -> Exception | None:
+    """Put ``letter`` in ``sink``. When the sink fails, the entry is logged at CRITICAL instead
+    (the sink is the last resort, so the log is what is left) and the sink's error returned."""
+    try:
+        sink.put(letter)
+    except Exception as error:
+        logger.critical(
+            "Could not store a dead letter in %r; entry: %s", sink, letter.to_json(), exc_info=True
+        )
+        return error
+    return None
 
 
 def _read_lines(lines: t.Iterable[_Line], where: str) -> list[tuple[_Line, DeadLetter | None]]:

@@ -21,7 +21,7 @@ from ..events import Event, HandlerFailure
 from ..exceptions import DispatchUnavailableError, PayloadTooLargeError
 from ..routing import notify
 from ..wire import preview
-from .dead_letters import DeadLetter, DeadLetterSink
+from .dead_letters import DeadLetter, DeadLetterSink, store
 from .dispatch import Emit
 from .serialization import dumps
 
@@ -281,15 +281,5 @@ class ThreadPoolDispatcher:
         notify(self, signals.event_dead_lettered, event=event, failures=failures, attempts=1)
 
     def _keep(self, letter: DeadLetter) -> None:
-        if self.dead_letters is None:
-            return
-        try:
-            self.dead_letters.put(letter)
-        except Exception:
-            # The sink is the last resort; the log is what is left.
-            logger.critical(
-                "Could not store a dead letter in %r; entry: %s",
-                self.dead_letters,
-                letter.to_json(),
-                exc_info=True,
-            )
+        if self.dead_letters is not None:
+            store(self.dead_letters, letter)
