@@ -12,15 +12,20 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import typing as t
 from dataclasses import dataclass
 
 import pytest
 
+if t.TYPE_CHECKING:
+    import redis
+
 __all__ = [
     "RedisCluster",
     "RedisServer",
+    "RoundTripCounter",
     "free_port",
     "require_program",
     "start_redis",
@@ -198,3 +203,30 @@ def _wait_until_ok(cli: str, nodes: t.Sequence[RedisServer], timeout: float) -> 
             return
         time.sleep(0.1)
     raise RuntimeError(f"the Redis Cluster was not ready in {timeout} s")
+
+
+class RoundTripCounter:
+    """Counts the requests the clients it builds send, one per round trip: each
+    ``send_packed_command`` is one request the client then waits on (a command, or a whole
+    pipeline)."""
+
+    def __init__(self) -> None:
+        self.trips = 0
+        self._lock = threading.Lock()
+
+    def client(self, url: str) -> redis.Redis:
+        import redis  # only the tests that count need it
+
+        counter = self
+
+        class CountingConnection(redis.Connection):
+            def send_packed_command(self, command: t.Any, check_health: bool = True) -> None:
+                with counter._lock:
+                    counter.trips += 1
+                super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+        pool = redis.ConnectionPool.from_url(url, connection_class=CountingConnection)
+        connection = redis.Redis(connection_pool=pool, socket_timeout=5)
+        connection.ping()  # connected (HELLO and the rest of the handshake) before counting
+        self.trips = 0
+        return connection

@@ -38,7 +38,7 @@ from .delivery.dedupe import (
     event_key,
     settle_all,
 )
-from .delivery.dispatch import Dispatcher, Emit, InlineDispatcher
+from .delivery.dispatch import Dispatcher, Emit, InlineDispatcher, Unit
 from .encryption import MessageKeys
 from .events import (
     BindEvent,
@@ -362,26 +362,32 @@ class Receiver:
         # Duplicates found while the dispatcher runs (all of them, inline) go into the outcome;
         # a background dispatcher finds them later, and only the signal sees those.
         duplicates: list[Event] = []
+        # The events the dispatcher runs on this thread are one unit: what their subscribers
+        # defer (presence) is done for all of them at its end, before their claims settle.
+        unit = Unit()
         # A store that takes a batch claims the request's keys together (two round trips per
         # request); one of the application's own claims each event as it runs.
-        claims = None if self._batches is None else _BatchClaims(self, events)
+        claims = None if self._batches is None else _BatchClaims(self, events, unit)
         emit: Emit
         if self.dedupe is None and loaded is None:
             emit = self._run  # what emit() comes down to without a store or payloads
         else:
 
             def emit(event: Event) -> tuple[HandlerFailure, ...]:
-                return self._emit(event, duplicates, loaded, claims)
+                return self._emit(event, duplicates, loaded, claims, unit)
 
         try:
-            failures = self.dispatcher.dispatch(events, emit)
+            with unit:
+                failures = [*self.dispatcher.dispatch(events, emit)]
         except BaseException as error:
+            self._close(unit)  # the events that ran do their deferred work all the same
             if claims is not None:
                 claims.abandon()
             if isinstance(error, PayloadTooLargeError):
                 # More events than a dispatcher's queue can ever hold: refused as a whole, too.
                 self.refused(error)
             raise
+        failures += self._close(unit)
         dead: tuple[Event, ...] = ()
         if failures and self.max_attempts is not None:
             failures, dead = self._give_up_on(failures)
@@ -569,7 +575,15 @@ class Receiver:
         :raises DispatchUnavailableError: with ``dedupe`` only: the store failed, or another
             delivery of the same event is running right now. Nothing was run; try again later.
         """
-        return self._emit(event, None, None, None)
+        unit = Unit()
+        try:
+            with unit:
+                failures = self._emit(event, None, None, None, unit)
+        except BaseException:
+            self._close(unit)
+            raise
+        late = self._close(unit)
+        return (*failures, *late) if late else failures
 
     def emit_batch(
         self, events: t.Sequence[Event]
@@ -583,19 +597,38 @@ class Receiver:
 
         :returns: for each event, the calls that raised, or the refusal of that event for now.
         """
-        claims = None if self._batches is None else _BatchClaims(self, events)
+        unit = Unit()
+        claims = None if self._batches is None else _BatchClaims(self, events, unit)
         results: list[tuple[HandlerFailure, ...] | DispatchUnavailableError] = []
         try:
-            for event in events:
-                try:
-                    results.append(self._emit(event, None, None, claims))
-                except DispatchUnavailableError as error:
-                    results.append(error)
+            with unit:
+                for event in events:
+                    try:
+                        results.append(self._emit(event, None, None, claims, unit))
+                    except DispatchUnavailableError as error:
+                        results.append(error)
         except BaseException:
+            self._close(unit)
             if claims is not None:
                 claims.abandon()
             raise
+        late = self._close(unit)
+        if late:
+            position = {id(event): number for number, event in enumerate(events)}
+            for failure in late:
+                number = position[id(failure.event)]
+                ran = results[number]
+                assert not isinstance(ran, DispatchUnavailableError)  # it ran: work was deferred
+                results[number] = (*ran, failure)
         return results
+
+    def _close(self, unit: Unit) -> list[HandlerFailure]:
+        """End ``unit``: do its deferred work, settle the claims held for it, and report each
+        event whose deferred work failed as a handler failure of that event."""
+        failures = unit.close()
+        for failure in failures:
+            self._report(failure.event, failure.handler, failure.error)
+        return failures
 
     def _emit(
         self,
@@ -603,6 +636,7 @@ class Receiver:
         duplicates: list[Event] | None,
         loaded: Loaded,
         claims: _BatchClaims | None,
+        unit: Unit,
     ) -> tuple[HandlerFailure, ...]:
         found = _UNBATCHED if claims is None else claims.take(event)
         batched = found is not _UNBATCHED
@@ -621,6 +655,11 @@ class Receiver:
             # On what the handler loop does not isolate (KeyboardInterrupt, SystemExit) too.
             if claims is not None and batched:
                 claims.finish(claim, event, ok=ok)
+            elif claim is not None and unit.running():
+                # Settled once the unit's deferred work is done, which may still fail it.
+                unit.on_close(
+                    lambda failed: self._settle(claim, event, ok=ok and id(event) not in failed)
+                )
             elif claim is not None:
                 self._settle(claim, event, ok=ok)
         return failures
@@ -691,19 +730,22 @@ class Receiver:
                     preview(event, 500),
                 )
 
+    def _report(
+        self, event: Event, handler: t.Callable[..., t.Any], error: BaseException
+    ) -> HandlerFailure:
+        """Log a call that raised on ``event`` and send it on ``handler_failed``."""
+        # preview(): repr escapes newlines from the input, and a 10 MB message is cut.
+        logger.error(
+            "Handler %s raised on %s", handler_name(handler), preview(event, 500), exc_info=error
+        )
+        self.notify(signals.handler_failed, event=event, handler=handler, error=error)
+        return HandlerFailure(event=event, handler=handler, error=error)
+
     def _run(self, event: Event, loaded: Loaded = None) -> tuple[HandlerFailure, ...]:
         failures: list[HandlerFailure] = []
 
         def failed(handler: t.Callable[..., t.Any], error: BaseException) -> None:
-            # preview(): repr escapes newlines from the input, and a 10 MB message is cut.
-            logger.error(
-                "Handler %s raised on %s",
-                handler_name(handler),
-                preview(event, 500),
-                exc_info=error,
-            )
-            self.notify(signals.handler_failed, event=event, handler=handler, error=error)
-            failures.append(HandlerFailure(event=event, handler=handler, error=error))
+            failures.append(self._report(event, handler, error))
 
         cls = type(event)
         prepare = None
@@ -838,6 +880,9 @@ class _BatchClaims:
     with a claim per event: a duplicate once a copy succeeded, run again after a copy failed.
     A thread pool runs the events of one request on several threads, hence the lock; an event
     the pool runs again (a retry) claims on its own, as :meth:`Receiver.emit` does.
+
+    Nothing is settled before ``unit`` (the request's events run on its thread) has done its
+    deferred work, which may fail events that ran well: those are released instead.
     """
 
     __slots__ = (
@@ -845,6 +890,7 @@ class _BatchClaims:
         "_copies",
         "_ended",
         "_first",
+        "_held",
         "_left",
         "_lock",
         "_outcomes",
@@ -852,10 +898,12 @@ class _BatchClaims:
         "events",
     )
 
-    def __init__(self, receiver: Receiver, events: t.Sequence[Event]) -> None:
+    def __init__(self, receiver: Receiver, events: t.Sequence[Event], unit: Unit) -> None:
         self._receiver = receiver
         self.events = events
         self._lock = threading.Lock()
+        self._held = True
+        unit.on_close(self.release)
         self._claims: dict[int, Claim | None] | None = None  # first copies, by id(event)
         self._copies: dict[int, str] = {}  # later copies of a key, by id(event)
         self._first: dict[str, Claim] = {}  # the claim of each key's first copy
@@ -894,9 +942,23 @@ class _BatchClaims:
         if due:
             self._receiver._settle_all(due)
 
+    def release(self, failed: t.AbstractSet[int]) -> None:
+        """The unit has done its deferred work, which failed the events in ``failed`` (by
+        ``id``): settle once every run has ended (now, or when the last one does)."""
+        with self._lock:
+            self._held = False
+            for key, (claim, event, ok) in list(self._outcomes.items()):
+                if ok and id(event) in failed:
+                    self._outcomes[key] = (claim, event, False)
+                    self._ended[key] = False
+            due = self._due()
+        if due:
+            self._receiver._settle_all(due)
+
     def _due(self) -> list[tuple[Claim, Event, bool]]:
-        """The outcomes to settle now (under the lock): all of them once no run is to come."""
-        if self._left or not self._outcomes:
+        """The outcomes to settle now (under the lock): all of them once no run is to come and
+        the unit's deferred work is done."""
+        if self._held or self._left or not self._outcomes:
             return []
         outcomes = list(self._outcomes.values())
         self._outcomes.clear()

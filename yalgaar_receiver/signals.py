@@ -88,6 +88,10 @@ member_left = _signals.signal("member-left")
 channel_occupied = _signals.signal("channel-occupied")
 #: ``channel=``: a channel went from 1 member to 0, after that member's ``member_left``.
 channel_vacated = _signals.signal("channel-vacated")
+#: ``channels=``: the tracker applied binds and unbinds of these channels and delivered the
+#: transitions they caused; their state may have changed without one (a departure entering its
+#: grace time). Sent after each store call: once per request or envelope task.
+presence_applied = _signals.signal("presence-applied")
 #: ``change=``, ``handler=``, ``error=``: a tracker's handler or subscriber raised on a
 #: :class:`~yalgaar_receiver.presence.PresenceChange`.
 presence_handler_failed = _signals.signal("presence-handler-failed")

@@ -191,14 +191,15 @@ def _connect(dashboard: Dashboard) -> None:
     tracker.on_channel_occupied(change("channel_occupied"))
     tracker.on_channel_vacated(change("channel_vacated"))
 
-    # The receiver sends ``presence`` after ``bind``/``unbind``, so after the tracker applied the
-    # event: the state published here shows a departure entering or leaving its grace time.
-    def settled(sender: Receiver, *, event: Event, **extra: t.Any) -> None:
-        if event.channel is not None:
-            hub.publish("channel", dashboard.channel(event.channel))
+    # The tracker applies a request's binds and unbinds together once its events have run, then
+    # says which channels it applied: the state published here shows a departure entering or
+    # leaving its grace time, which no transition announces.
+    def settled(sender: PresenceTracker, *, channels: frozenset[str], **extra: t.Any) -> None:
+        for channel in sorted(channels):
+            hub.publish("channel", dashboard.channel(channel))
 
-    signals.presence.connect(settled, sender=receiver, weak=False)
-    dashboard.cleanups.append(lambda: signals.presence.disconnect(settled))
+    signals.presence_applied.connect(settled, sender=tracker, weak=False)
+    dashboard.cleanups.append(lambda: signals.presence_applied.disconnect(settled))
 
     # A decorated handler runs before the tracker: the log shows the event before its effects.
     @receiver.on_presence

@@ -96,6 +96,7 @@ PUBLIC = {
         "replay",
     ],
     "yalgaar_receiver.presence": [
+        "BatchPresenceStore",
         "ChangeKind",
         "MemoryPresenceStore",
         "PresenceChange",

@@ -674,5 +674,6 @@ def test_signal_kwargs_are_documented_names() -> None:
         "member_left": "member-left",
         "channel_occupied": "channel-occupied",
         "channel_vacated": "channel-vacated",
+        "presence_applied": "presence-applied",
         "presence_handler_failed": "presence-handler-failed",
     }

@@ -1,7 +1,6 @@
 """De-duplication by the batch: a request's keys claimed together and settled together.
 
-The round trips are counted on the client's connections (each ``send_packed_command`` is one
-request the client then waits on: a command, or a whole pipeline) against a real
+The round trips are counted on the client's connections (``RoundTripCounter``) against a real
 ``redis-server``, and the same count with a store that has only the per-event methods shows
 that the switch between the two paths is live.
 """
@@ -9,10 +8,8 @@ that the switch between the two paths is live.
 from __future__ import annotations
 
 import threading
-import typing as t
 
 import pytest
-import redis
 
 from yalgaar_receiver import DispatchUnavailableError, Event, Receiver
 from yalgaar_receiver.delivery import ThreadPoolDispatcher
@@ -26,32 +23,9 @@ from yalgaar_receiver.delivery.dedupe import (
 )
 from yalgaar_receiver.testing import bind, message, message_envelope, presence_envelope
 
-from ..servers import RedisServer
+from ..servers import RedisServer, RoundTripCounter
 
 KEY = "ck-4704a1b2c3d4402f"
-
-
-class Counter:
-    """Counts the requests the clients it builds send, one per round trip."""
-
-    def __init__(self) -> None:
-        self.trips = 0
-        self._lock = threading.Lock()
-
-    def client(self, url: str) -> redis.Redis:
-        counter = self
-
-        class CountingConnection(redis.Connection):
-            def send_packed_command(self, command: t.Any, check_health: bool = True) -> None:
-                with counter._lock:
-                    counter.trips += 1
-                super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
-
-        pool = redis.ConnectionPool.from_url(url, connection_class=CountingConnection)
-        connection = redis.Redis(connection_pool=pool, socket_timeout=5)
-        connection.ping()  # connected (HELLO and the rest of the handshake) before counting
-        self.trips = 0
-        return connection
 
 
 class PerEvent:
@@ -89,7 +63,7 @@ def runs_of(receiver: Receiver) -> list[Event]:
 
 
 def test_a_200_item_envelope_costs_two_round_trips(redis_server: RedisServer) -> None:
-    counter = Counter()
+    counter = RoundTripCounter()
     client = counter.client(redis_server.url)
     store = RedisDedupeStore(client, prefix="batches:")
     receiver = Receiver(client_keys=[KEY], dedupe=store)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import subprocess
 import sys
@@ -25,11 +26,14 @@ from yalgaar_receiver import BindEvent, Event, Receiver, UnbindEvent, signals
 from yalgaar_receiver.delivery import ThreadPoolDispatcher
 from yalgaar_receiver.exceptions import ConfigurationError
 from yalgaar_receiver.presence import (
+    BatchPresenceStore,
     ChangeKind,
     MemoryPresenceStore,
     PresenceChange,
+    PresenceRules,
     PresenceStore,
     PresenceTracker,
+    PresenceUpdate,
     RedisPresenceStore,
 )
 
@@ -733,3 +737,37 @@ def test_a_forked_child_gets_a_sweeper_of_its_own() -> None:
         [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, (result.returncode, result.stderr)
+
+
+# -- a batch is its updates applied in order -------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_applying_a_batch_gives_what_applying_each_update_gives(
+    new_store: t.Callable[[], PresenceStore], seed: int
+) -> None:
+    """``apply_many`` against many ``apply`` calls on a fresh store of the same kind: the same
+    transitions, in the same order, and the same state, with the grace time and out-of-order,
+    repeated and untimestamped updates that a real sender produces."""
+    rng = random.Random(seed)
+    rules = PresenceRules(grace_seconds=5.0, member_ttl=60.0)
+    batched, single = new_store(), new_store()
+    assert isinstance(batched, BatchPresenceStore)
+    now = 1_700_000_000.0
+    for _ in range(4):  # four envelopes, with time passing in between
+        updates = [
+            PresenceUpdate(
+                action=rng.choice(["bind", "bind", "unbind"]),
+                channel=f"c{rng.randrange(3)}",
+                uuid=f"u{rng.randrange(5)}",
+                timestamp=rng.choice([None, float(rng.randrange(1_000, 1_040))]),
+            )
+            for _ in range(40)
+        ]
+        expected = [change for u in updates for change in single.apply(u, now, rules)]
+        assert batched.apply_many(updates, now, rules) == expected
+        for channel in ("c0", "c1", "c2"):
+            assert batched.members(channel) == single.members(channel)
+            assert batched.departing(channel) == single.departing(channel)
+        now += rng.choice([1.0, 6.0, 61.0])
+    assert batched.sweep(now + 3600, rules) == single.sweep(now + 3600, rules)

@@ -13,17 +13,25 @@ through ``Receiver(dispatcher=...)`` without the receiver knowing which one it h
 A strategy that cannot take a request's events raises
 :class:`~yalgaar_receiver.DispatchUnavailableError` (HTTP 503 with ``Retry-After``).
 
-Imports: the core below the receiver (events, exceptions).
+The events one call runs in order on one thread (a request with the inline dispatcher, an
+envelope on a Celery worker, one :meth:`~yalgaar_receiver.Receiver.emit`) are a :class:`Unit`: a
+subscriber that can do its work for many events at once (the presence tracker, one Redis script
+for a whole envelope) hands each event's part to :func:`defer`, and the unit does it all once its
+events have run and before their de-duplication claims are settled.
+
+Imports: the core below the receiver (events, exceptions, routing).
 """
 
 from __future__ import annotations
 
+import threading
 import typing as t
 
 from ..events import Event, HandlerFailure
 from ..exceptions import DispatchUnavailableError
+from ..routing import ISOLATED
 
-__all__ = ["Dispatcher", "Emit", "Emitter", "InlineDispatcher"]
+__all__ = ["Dispatcher", "Emit", "Emitter", "Flush", "InlineDispatcher", "Unit", "defer"]
 
 #: Runs one event through every handler and subscriber and returns the calls that raised.
 Emit = t.Callable[[Event], t.Sequence[HandlerFailure]]
@@ -71,3 +79,77 @@ class InlineDispatcher:
         for event in events:
             failures.extend(emit(event))
         return failures
+
+
+T = t.TypeVar("T")
+
+#: Does the deferred work of many events at once, in the order they ran; what it raises fails
+#: every one of them.
+Flush = t.Callable[[t.Sequence[tuple[Event, T]]], object]
+
+# The unit this thread is running, if any. A thread-local, not a context variable: a thread pool
+# copies the request's context onto its threads (for a trace), and an event run there, after the
+# request's unit has ended, must do its work at once.
+_running = threading.local()
+
+
+class Unit:
+    """The events one call runs in order on one thread, and the work deferred to their end.
+
+    ``with unit:`` makes it the unit of this thread; :meth:`close`, after the block, does what
+    was deferred, each :data:`Flush` once with its events in the order they ran, then tells the
+    ``on_close`` callbacks which events failed there (the receiver settles their claims then, so
+    that an event whose deferred work failed is run again on a resend).
+    """
+
+    __slots__ = ("_callbacks", "_outer", "_work")
+
+    def __init__(self) -> None:
+        self._work: dict[Flush[t.Any], list[tuple[Event, t.Any]]] = {}
+        self._callbacks: list[t.Callable[[t.AbstractSet[int]], object]] = []
+        self._outer: Unit | None = None
+
+    def __enter__(self) -> Unit:
+        self._outer = getattr(_running, "unit", None)
+        _running.unit = self
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _running.unit = self._outer
+
+    def running(self) -> bool:
+        """Whether this thread is running this unit now."""
+        return getattr(_running, "unit", None) is self
+
+    def on_close(self, callback: t.Callable[[t.AbstractSet[int]], object]) -> None:
+        """Call ``callback`` with the ``id`` of each event whose deferred work failed, once
+        :meth:`close` has done it all."""
+        self._callbacks.append(callback)
+
+    def close(self) -> list[HandlerFailure]:
+        """Do the deferred work; return a failure for each event of a flush that raised (the
+        flush is the failure's ``handler``)."""
+        failures: list[HandlerFailure] = []
+        work, self._work = self._work, {}
+        for flush, items in work.items():
+            try:
+                flush(items)
+            except ISOLATED as error:
+                failures.extend(
+                    HandlerFailure(event=event, handler=flush, error=error) for event, _ in items
+                )
+        failed = {id(failure.event) for failure in failures}
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(failed)
+        return failures
+
+
+def defer(flush: Flush[T], event: Event, item: T) -> bool:
+    """Hand ``item``, the part of ``event``'s work that ``flush`` does, to the unit this thread
+    is running; ``False`` when there is none, and the caller does the work now."""
+    unit: Unit | None = getattr(_running, "unit", None)
+    if unit is None:
+        return False
+    unit._work.setdefault(flush, []).append((event, item))
+    return True

@@ -3,7 +3,8 @@
 * :class:`PresenceTracker` listens to a receiver and sends ``member_joined``, ``member_left``,
   ``channel_occupied`` and ``channel_vacated`` on transitions;
 * the state lives in a :class:`PresenceStore`: :class:`MemoryPresenceStore` for one process,
-  :class:`RedisPresenceStore` for several;
+  :class:`RedisPresenceStore` for several; both are a :class:`BatchPresenceStore`, which applies
+  the binds and unbinds of a whole request in one call;
 * :class:`PresenceChange`, :class:`PresenceUpdate`, :class:`PresenceRules` and
   :class:`ChangeKind` are what the two exchange.
 
@@ -14,6 +15,7 @@ receiver never imports it. See ``docs/presence.md``.
 from __future__ import annotations
 
 from .memory import MemoryPresenceStore as MemoryPresenceStore
+from .model import BatchPresenceStore as BatchPresenceStore
 from .model import ChangeKind as ChangeKind
 from .model import PresenceChange as PresenceChange
 from .model import PresenceRules as PresenceRules
@@ -23,6 +25,7 @@ from .redis import RedisPresenceStore as RedisPresenceStore
 from .tracker import PresenceTracker as PresenceTracker
 
 __all__ = [
+    "BatchPresenceStore",
     "ChangeKind",
     "MemoryPresenceStore",
     "PresenceChange",

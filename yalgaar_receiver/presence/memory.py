@@ -8,6 +8,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import typing as t
 from dataclasses import dataclass
 
 from .._fork import reset_after_fork
@@ -57,9 +58,15 @@ class MemoryPresenceStore:
     def apply(
         self, update: PresenceUpdate, now: float, rules: PresenceRules
     ) -> list[PresenceChange]:
+        return self.apply_many((update,), now, rules)
+
+    def apply_many(
+        self, updates: t.Sequence[PresenceUpdate], now: float, rules: PresenceRules
+    ) -> list[PresenceChange]:
         with self._lock:
             changes = self._sweep(now, rules)
-            self._apply(update, now, rules, changes)
+            for update in updates:
+                self._apply(update, now, rules, changes)
             return changes
 
     def sweep(self, now: float, rules: PresenceRules) -> list[PresenceChange]:

@@ -16,6 +16,7 @@ import typing as t
 from dataclasses import dataclass
 
 __all__ = [
+    "BatchPresenceStore",
     "ChangeKind",
     "PresenceChange",
     "PresenceRules",
@@ -130,4 +131,19 @@ class PresenceStore(t.Protocol):
 
     def clear_stale(self) -> None:
         """Forget the stale mark: the state is known to be right again."""
+        ...
+
+
+@t.runtime_checkable
+class BatchPresenceStore(PresenceStore, t.Protocol):
+    """A :class:`PresenceStore` that applies many updates in one call: the tracker gives it
+    the binds and unbinds of a whole envelope at once (one Redis script, not one per event).
+    Both of the package's stores are; the tracker applies updates one by one through a store
+    that is not."""
+
+    def apply_many(
+        self, updates: t.Sequence[PresenceUpdate], now: float, rules: PresenceRules
+    ) -> list[PresenceChange]:
+        """Confirm what is due at ``now``, then apply each of ``updates`` in order: the
+        transitions that many calls of ``apply`` would return, atomically."""
         ...

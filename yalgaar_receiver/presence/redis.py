@@ -32,7 +32,8 @@ _LUA_COUNTS: t.Final = _lua("counts.lua")
 class RedisPresenceStore:
     """Presence state in Redis, shared by every process that uses the same server and prefix.
 
-    Each call is one Lua script, run atomically by the server, so two app servers applying events
+    Each call is one Lua script, run atomically by the server (:meth:`apply_many` applies a
+    whole envelope's updates in one), so two app servers applying events
     for the same channel at once still produce each transition exactly once, and a due departure
     is confirmed by whichever process sweeps first.
 
@@ -48,6 +49,8 @@ class RedisPresenceStore:
         :attr:`key_prefix` is what the keys really start with (the same, but on a cluster).
     :param sweep_limit: the most due entries one script settles, so that one call never holds
         the server for long; :meth:`sweep` repeats until the backlog is gone.
+    :param apply_limit: the most updates one script applies; :meth:`apply_many` sends more in
+        several calls (each atomic on its own).
     """
 
     def __init__(
@@ -56,12 +59,14 @@ class RedisPresenceStore:
         *,
         prefix: str = "yalgaar:presence:",
         sweep_limit: int = 200,
+        apply_limit: int = 500,
     ) -> None:
         self.client = redis_client
         self.prefix = prefix
         #: What every key starts with: ``prefix``, in braces on a Redis Cluster.
         self.key_prefix = slot_prefix(redis_client, prefix)
         self.sweep_limit = settings.positive_int(sweep_limit, "sweep_limit")
+        self.apply_limit = settings.positive_int(apply_limit, "apply_limit")
         self._apply_script = redis_client.register_script(_LUA_APPLY)
         self._sweep_script = redis_client.register_script(_LUA_SWEEP)
         self._counts_script = redis_client.register_script(_LUA_COUNTS)
@@ -73,21 +78,28 @@ class RedisPresenceStore:
     def apply(
         self, update: PresenceUpdate, now: float, rules: PresenceRules
     ) -> list[PresenceChange]:
+        return self.apply_many((update,), now, rules)
+
+    def apply_many(
+        self, updates: t.Sequence[PresenceUpdate], now: float, rules: PresenceRules
+    ) -> list[PresenceChange]:
         grace = rules.grace_seconds
         ttl = rules.member_ttl
-        reply = self._apply_script(
-            keys=self._due,
-            args=[
-                *self._common(now, rules),
-                update.action,
-                update.channel,
-                update.uuid,
-                "" if update.timestamp is None else repr(float(update.timestamp)),
-                repr(now + grace) if grace > 0 else "",
-                "" if ttl is None else repr(now + ttl),
-            ],
-        )
-        return _changes(reply)
+        deadlines = [repr(now + grace) if grace > 0 else "", "" if ttl is None else repr(now + ttl)]
+        changes: list[PresenceChange] = []
+        # One script per apply_limit updates: a whole envelope in one round trip, and never a
+        # request of 10,000 items holding the server in one script.
+        for start in range(0, len(updates), self.apply_limit):
+            args = [*self._common(now, rules), *deadlines]
+            for update in updates[start : start + self.apply_limit]:
+                args += (
+                    update.action,
+                    update.channel,
+                    update.uuid,
+                    "" if update.timestamp is None else repr(float(update.timestamp)),
+                )
+            changes += _changes(self._apply_script(keys=self._due, args=args))
+        return changes
 
     def sweep(self, now: float, rules: PresenceRules) -> list[PresenceChange]:
         changes: list[PresenceChange] = []

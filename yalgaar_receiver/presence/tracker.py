@@ -25,12 +25,20 @@ from blinker import Signal
 
 from .. import settings, signals
 from .._fork import reset_after_fork
+from ..delivery.dispatch import defer
 from ..events import BindEvent, Event, UnbindEvent
 from ..receiver import Receiver
-from ..routing import Decorator, Registry, deliver, handler_name, notify
+from ..routing import Decorator, Registry, deliver, handler_name, listened, notify
 from ..wire import preview
 from .memory import MemoryPresenceStore
-from .model import ChangeKind, PresenceChange, PresenceRules, PresenceStore, PresenceUpdate
+from .model import (
+    BatchPresenceStore,
+    ChangeKind,
+    PresenceChange,
+    PresenceRules,
+    PresenceStore,
+    PresenceUpdate,
+)
 
 __all__ = ["PresenceTracker"]
 
@@ -71,6 +79,8 @@ class PresenceTracker:
     :param clock: seconds since the epoch; all processes sharing a store must agree on it.
     """
 
+    _batches: BatchPresenceStore | None
+
     def __init__(
         self,
         receiver: Receiver,
@@ -84,6 +94,8 @@ class PresenceTracker:
     ) -> None:
         self.receiver = receiver
         self.store: PresenceStore = store if store is not None else MemoryPresenceStore()
+        # Decided once, as the receiver decides for its de-duplication store.
+        self._batches = self.store if isinstance(self.store, BatchPresenceStore) else None
         self.rules = PresenceRules(
             grace_seconds=settings.positive_number(grace_seconds, "grace_seconds", or_zero=True),
             member_ttl=(
@@ -213,10 +225,29 @@ class PresenceTracker:
             uuid=event.uuid,
             timestamp=None if event.timestamp is None else event.timestamp.timestamp(),
         )
+        # In a unit of work (a request, an envelope task) the updates are applied together
+        # once its events have run; an event run alone applies its own now.
+        if not defer(self._apply_deferred, event, update):
+            self._apply((update,))
+
+    def _apply_deferred(self, items: t.Sequence[tuple[Event, PresenceUpdate]]) -> None:
+        self._apply([update for _, update in items])
+
+    def _apply(self, updates: t.Sequence[PresenceUpdate]) -> None:
+        """Apply ``updates`` in order and deliver the transitions; a store failure raises, and
+        fails the events the updates came from."""
         with self._lock:
-            changes = self.store.apply(update, self.clock(), self.rules)
+            now = self.clock()
+            if self._batches is not None:
+                changes = self._batches.apply_many(updates, now, self.rules)
+            else:
+                changes = [c for u in updates for c in self.store.apply(u, now, self.rules)]
             self._deliver(changes)
-        if update.action == "unbind" or self.rules.member_ttl is not None:
+            if listened(signals.presence_applied, self):
+                notify(
+                    self, signals.presence_applied, channels=frozenset(u.channel for u in updates)
+                )
+        if self.rules.member_ttl is not None or any(u.action == "unbind" for u in updates):
             self._wake.set()  # a new deadline may be sooner than the sweeper's next wake-up
 
     def _on_possible_loss(
