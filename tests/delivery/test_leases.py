@@ -174,6 +174,41 @@ def test_a_claim_held_past_max_hold_is_left_to_expire() -> None:
         keeper.close()
 
 
+class SettledMidRenewal(MemoryDedupeStore):
+    """A store whose renewal crosses the settlement of the claim it renews: the event ends
+    (drop, then done) after the keeper read its claims and before the store answers."""
+
+    keeper: LeaseKeeper
+
+    def renew_many(self, claims: t.Sequence[Claim]) -> list[bool]:
+        self.keeper.drop(claims)
+        for claim in claims:
+            self.done(claim)
+        return super().renew_many(claims)
+
+
+def test_a_claim_settled_during_its_renewal_is_not_called_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = SettledMidRenewal(lease=30)
+    store.keeper = keeper = LeaseKeeper(store, interval=1000)
+    try:
+        keeper.hold([store.claim("settled")])
+        keeper.renew()
+        assert "expired or were taken" not in caplog.text
+        # A claim still held that the store no longer has is lost, and said so.
+        plain = MemoryDedupeStore(lease=30)
+        other = LeaseKeeper(plain, interval=1000)
+        claim = plain.claim("taken")
+        other.hold([claim])
+        plain.release(claim)
+        other.renew()
+        other.close()
+        assert "1 claim(s) expired or were taken" in caplog.text
+    finally:
+        keeper.close()
+
+
 def test_the_renewal_thread_ends_when_nothing_is_held() -> None:
     store = MemoryDedupeStore(lease=30)
     keeper = LeaseKeeper(store, interval=0.05)

@@ -319,7 +319,14 @@ class LeaseKeeper:
         except Exception:
             logger.warning("Could not renew %d claim(s); retrying", len(claims), exc_info=True)
             return
-        lost = [claim for claim, kept in zip(claims, owned, strict=True) if not kept]
+        with self._lock:
+            # A claim dropped while the renewal was on its way was settled, not lost: its
+            # event ended (and its key is done or free), so the store no longer holds it.
+            lost = [
+                claim
+                for claim, kept in zip(claims, owned, strict=True)
+                if not kept and (claim.key, claim.token) in self._held
+            ]
         if lost:
             logger.warning(
                 "%d claim(s) expired or were taken while their events ran (the first %s): "
