@@ -40,6 +40,7 @@ docs: $(BIN)/.installed
 # Not part of `make test`: a few minutes of load on 127.0.0.1, figures in benchmarks/RESULTS.md.
 bench: $(BIN)/.installed
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk; on Debian or Ubuntu: apt-get install wrk" >&2; exit 2; }
+	@command -v redis-server >/dev/null 2>&1 || { echo "make bench needs redis-server; on Debian or Ubuntu: apt-get install redis-server" >&2; exit 2; }
 	cd benchmarks && ../$(BIN)/python bench.py --out RESULTS.md
 
 clean:

@@ -1,6 +1,6 @@
 """``make bench``: the receiver held against the bare-Flask floor, as ratios from one run.
 
-Four measurements (see ``docs/performance.md`` for what they mean and why):
+Six measurements (see ``docs/performance.md`` for what they mean and why):
 
 1. HTTP floor ratio: gunicorn (1 sync worker, then 2) serving a bare Flask view that parses the
    JSON and answers 204, and the real blueprint; ``wrk`` drives both on 127.0.0.1, alternating
@@ -13,6 +13,9 @@ Four measurements (see ``docs/performance.md`` for what they mean and why):
 4. Ack latency with the background dispatcher, when the package has one.
 5. The fixed cost of one request in process, in microseconds and in instructions counted by
    valgrind, for the apps of measurement 1 (``fixed_cost.py``).
+6. Throughput end to end: 200-item envelopes through gunicorn, Celery and Redis with
+   de-duplication and presence, per-event and per-envelope, beside bare Celery tasks, with CPU
+   per event of each process type (``throughput.py``).
 
 Absolute figures are context only: the machine is shared. Every target is a ratio of two figures
 taken in this one run. The figures go to stdout and, with ``--out``, to a Markdown file.
@@ -31,7 +34,6 @@ import math
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,7 +47,9 @@ from pathlib import Path
 import apps
 import envelopes
 import fixed_cost as fixed_cost_module
+import throughput
 from flask import Flask
+from processes import GunicornServer, gunicorn
 
 from yalgaar_receiver import Event, Receiver, create_blueprint, parse_envelope
 from yalgaar_receiver.flask.blueprint import DEFAULT_MAX_BODY_BYTES
@@ -334,66 +338,6 @@ def memory(report: Report) -> None:
 # -- 1: HTTP -----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A running gunicorn: its port, and the CPU time its workers have used so far."""
-
-    port: int
-    master: int
-
-    def cpu_seconds(self) -> float:
-        """User and system time of the workers (the master only waits): a figure that other
-        users of the machine slow down far less than requests per second."""
-        total = 0
-        children = Path(f"/proc/{self.master}/task/{self.master}/children")
-        for pid in children.read_text().split():
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def _gunicorn(app: str, workers: int) -> t.Iterator[Server]:
-    """A gunicorn with ``workers`` sync workers serving ``app`` on 127.0.0.1; stopped after."""
-    program = Path(sys.executable).with_name("gunicorn")
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            str(program), "--workers", str(workers), "--worker-class", "sync",
-            "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--chdir", str(HERE),
-            app,
-        ],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"gunicorn {app} exited with {process.returncode}")
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn {app} did not listen on port {port} in 30 s")
-            time.sleep(0.1)
-        time.sleep(0.5 * workers)  # let every worker boot, not only the first
-        yield Server(port, process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
-
 def _wrk(url: str, body_file: Path, seconds: float, connections: int) -> dict[str, int]:
     command = [
         "wrk", "--threads", "1", "--connections", str(connections),
@@ -459,13 +403,13 @@ def http(report: Report, seconds: float) -> None:
         for workers in WORKERS:
             connections = 2 * workers
             with contextlib.ExitStack() as servers:
-                floor = servers.enter_context(_gunicorn("apps:make_floor()", workers))
+                floor = servers.enter_context(gunicorn("apps:make_floor()", workers))
                 running = {"floor": floor}
                 urls = {
                     "floor": {k: f"http://127.0.0.1:{floor.port}/floor" for k in envelopes.KINDS}
                 }
                 for side, (app, route) in RECEIVERS.items():
-                    server = servers.enter_context(_gunicorn(app, workers))
+                    server = servers.enter_context(gunicorn(app, workers))
                     running[side] = server
                     urls[side] = {
                         k: f"http://127.0.0.1:{server.port}{route.format(kind=k)}"
@@ -499,7 +443,7 @@ class HttpCase:
 def _http_case(
     report: Report,
     rows: list[tuple[object, ...]],
-    running: dict[str, Server],
+    running: dict[str, GunicornServer],
     urls: dict[str, dict[str, str]],
     case: HttpCase,
 ) -> None:
@@ -651,6 +595,41 @@ def fixed_cost(report: Report, with_instructions: bool, rounds: int) -> None:
     report.table(fixed_cost_module.HEADER, rows)
 
 
+# -- 6: throughput end to end ------------------------------------------------------------------
+
+
+def end_to_end(report: Report, count: int) -> None:
+    report.say("## 6. Throughput end to end")
+    report.say()
+    report.say(
+        f"{count} envelopes of 200 Presence binds (each of a uuid of its own, so none is a "
+        f"duplicate) POSTed by {throughput.POSTERS} client threads to gunicorn "
+        f"({throughput.WEB_WORKERS} sync workers), published by `CeleryDispatcher` to a Redis "
+        f"broker and run by one Celery worker (prefork, {throughput.WORKER_PROCESSES} processes) "
+        "with a no-op handler per event signal, de-duplication in a `RedisDedupeStore` and a "
+        "`PresenceTracker` on a `RedisPresenceStore` (`benchmarks/pipeline.py`). The broker and "
+        "the stores are two `redis-server` processes, so that each one's CPU is read apart. The "
+        "time runs from the first post until the presence store holds every uuid. The floor "
+        "is bare Celery tasks on the same broker, queue and worker, published by the driver, "
+        "each of which only counts itself (one `INCR` on the stores' server). `µs/event` is "
+        "user and system CPU time per event (from /proc) of the gunicorn workers, the Celery "
+        "worker with its pool, and each Redis; everything shares the 2 cores, so events/s is "
+        "what this machine does with all of it at once, and CPU per event is the figure to "
+        "plan with (docs/scaling.md)."
+    )
+    report.say()
+    sides = throughput.measure(count)
+    report.table(throughput.HEADER, throughput.rows(sides))
+    floor = sides[0]
+    for side in sides[1:]:
+        total = sum(side.micros(kind) for kind in side.cpu)
+        report.context(
+            f"end to end, 200-item envelopes, {side.name}: events/s / floor tasks/s",
+            f"{side.per_second / floor.per_second:.2f}",
+            f"{side.per_second:,.0f} events/s; {total:.0f} CPU µs per event in all",
+        )
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -666,9 +645,18 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--ack-requests", type=int, default=100, help="requests timed in measurement 4"
     )
+    parser.add_argument(
+        "--no-throughput", action="store_true", help="skip measurement 6 (Celery, Redis)"
+    )
+    parser.add_argument(
+        "--envelopes", type=int, default=50, help="envelopes per side in measurement 6"
+    )
     args = parser.parse_args(argv)
     if not args.no_http and shutil.which("wrk") is None:
         print("wrk is not installed; on Debian or Ubuntu: apt-get install wrk", file=sys.stderr)
+        return 2
+    if not args.no_throughput and shutil.which("redis-server") is None:
+        print("redis-server is not installed; apt-get install redis-server", file=sys.stderr)
         return 2
     if not args.no_http and not Path(sys.executable).with_name("gunicorn").exists():
         print("gunicorn is not installed; pip install -e '.[bench]'", file=sys.stderr)
@@ -684,6 +672,8 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     memory(report)
     ack_latency(report, args.ack_requests)
     fixed_cost(report, not args.no_instructions, rounds=min(9, args.samples))
+    if not args.no_throughput:
+        end_to_end(report, args.envelopes)
     load_end = _load()
     finished = datetime.datetime.now(datetime.timezone.utc)
 

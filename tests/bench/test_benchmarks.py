@@ -4,6 +4,7 @@ measured by ``make bench`` as ratios, never by a timed test."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import apps  # noqa: E402
 import bench  # noqa: E402
 import envelopes  # noqa: E402
 import fixed_cost  # noqa: E402
+import pipeline  # noqa: E402
+import throughput  # noqa: E402
 
 from yalgaar_receiver import (  # noqa: E402
     BindEvent,
@@ -27,7 +30,7 @@ from yalgaar_receiver import (  # noqa: E402
 )
 from yalgaar_receiver.flask.blueprint import DEFAULT_MAX_BODY_BYTES  # noqa: E402
 
-from ..servers import require_program  # noqa: E402
+from ..servers import RedisServer, require_program  # noqa: E402
 
 JSON = "application/json"
 
@@ -97,7 +100,8 @@ def test_body_of_size_fills_the_limit_without_passing_it() -> None:
 
 def test_a_short_in_process_run_writes_the_report(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
-    args = ["--no-http", "--no-instructions", "--samples", "1", "--ack-requests", "3"]
+    args = ["--no-http", "--no-instructions", "--no-throughput", "--samples", "1"]
+    args += ["--ack-requests", "3"]
     args += ["--out", str(out)]
     assert bench.main(args) == 0
     text = out.read_text()
@@ -169,3 +173,45 @@ def test_valgrind_counts_the_instructions_of_every_app() -> None:
     # per request, and the receiver does at least the floor's work (it decodes the same JSON).
     assert all(count > 10_000 for count in counts.values())
     assert counts["receiver"] > counts["floor"]
+
+
+@pytest.mark.parametrize(("mode", "messages"), [("event", 200), ("envelope", 1)])
+def test_the_pipeline_publishes_as_its_mode_says(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, mode: str, messages: int
+) -> None:
+    # The switch measurement 6 compares: BENCH_MODE changes what the web side publishes.
+    import redis
+
+    monkeypatch.setenv("BENCH_BROKER_URL", redis_server.url)
+    monkeypatch.setenv("BENCH_STORE_URL", redis_server.url)
+    monkeypatch.setenv("BENCH_MODE", mode)
+    broker = redis.Redis.from_url(redis_server.url)
+    broker.delete(pipeline.QUEUE)
+    try:
+        module = importlib.reload(pipeline)
+        answer = (
+            module.make_app()
+            .test_client()
+            .post("/yalgaar/presence", data=throughput.body(1), content_type=JSON)
+        )
+        assert answer.status_code == 200 and answer.get_json()["accepted"] == 200
+        assert broker.llen(pipeline.QUEUE) == messages
+    finally:
+        monkeypatch.undo()
+        importlib.reload(pipeline)
+        broker.close()
+
+
+def test_a_short_end_to_end_run_measures_every_side() -> None:
+    # Real redis-servers, a real Celery worker and gunicorn: measurement 6's code path, small.
+    require_program("redis-server")
+    sides = throughput.measure(2)
+    assert [side.name for side in sides] == ["floor", "mode=event", "mode=envelope"]
+    assert all(side.events == 400 and side.seconds > 0 for side in sides)
+    assert set(sides[0].cpu) == {"worker", "broker", "stores"}
+    for side in sides[1:]:
+        assert set(side.cpu) == {"web", "worker", "broker", "stores"}
+        assert side.cpu["web"] > 0 and side.cpu["worker"] > 0
+    report = bench.Report()
+    bench.end_to_end(report, 1)
+    assert any(line.startswith("| mode=envelope | 200 |") for line in report.lines)
