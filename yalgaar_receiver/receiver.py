@@ -247,6 +247,9 @@ class Receiver:
                 self.blueprint_defaults[name] = value
         # The signals' sender: this receiver, and every copy made by with_client_keys().
         self._sender: Receiver = self
+        # Whether requests run as units of work (enable_units()); read on the sender, so that
+        # the copies follow it.
+        self._units = False
         self._registry: Registry[type[Event]] = Registry(
             lambda key, event_class: issubclass(event_class, key)
         )
@@ -293,6 +296,19 @@ class Receiver:
             client_keys, "client_keys", item="key", refuse_text=True
         )
         self._secrets = settings.Secrets(self.client_keys)
+
+    def enable_units(self) -> None:
+        """Run every request, envelope batch and :meth:`emit` of this receiver (and its copies)
+        as a :class:`~yalgaar_receiver.delivery.dispatch.Unit`, so that a subscriber can hand
+        work to its end with :func:`~yalgaar_receiver.delivery.dispatch.defer` and do it for
+        many events at once.
+
+        A :class:`~yalgaar_receiver.presence.PresenceTracker` calls this; so must a subscriber
+        of the application's own that defers. Off until then: a unit costs each request a few
+        microseconds, and without one :func:`~yalgaar_receiver.delivery.dispatch.defer`
+        answers ``False`` and the subscriber does its work at once, which is correct too.
+        """
+        self._sender._units = True
 
     def check(self) -> None:
         """Raise :class:`~yalgaar_receiver.ConfigurationError` when this receiver can
@@ -362,9 +378,10 @@ class Receiver:
         # Duplicates found while the dispatcher runs (all of them, inline) go into the outcome;
         # a background dispatcher finds them later, and only the signal sees those.
         duplicates: list[Event] = []
-        # The events the dispatcher runs on this thread are one unit: what their subscribers
-        # defer (presence) is done for all of them at its end, before their claims settle.
-        unit = Unit()
+        # With units on (a PresenceTracker turns them on), the events the dispatcher runs on
+        # this thread are one unit: what their subscribers defer is done for all of them at
+        # its end, before their claims settle.
+        unit = Unit() if self._sender._units else None
         # A store that takes a batch claims the request's keys together (two round trips per
         # request); one of the application's own claims each event as it runs.
         claims = None if self._batches is None else _BatchClaims(self, events, unit)
@@ -377,17 +394,21 @@ class Receiver:
                 return self._emit(event, duplicates, loaded, claims, unit)
 
         try:
-            with unit:
+            if unit is None:
                 failures = [*self.dispatcher.dispatch(events, emit)]
+            else:
+                failures = [*unit.run(self.dispatcher.dispatch, events, emit)]
         except BaseException as error:
-            self._close(unit)  # the events that ran do their deferred work all the same
+            if unit is not None:
+                self._close(unit)  # the events that ran do their deferred work all the same
             if claims is not None:
                 claims.abandon()
             if isinstance(error, PayloadTooLargeError):
                 # More events than a dispatcher's queue can ever hold: refused as a whole, too.
                 self.refused(error)
             raise
-        failures += self._close(unit)
+        if unit is not None:
+            failures += self._close(unit)
         dead: tuple[Event, ...] = ()
         if failures and self.max_attempts is not None:
             failures, dead = self._give_up_on(failures)
@@ -575,10 +596,11 @@ class Receiver:
         :raises DispatchUnavailableError: with ``dedupe`` only: the store failed, or another
             delivery of the same event is running right now. Nothing was run; try again later.
         """
+        if not self._sender._units:
+            return self._emit(event, None, None, None, None)
         unit = Unit()
         try:
-            with unit:
-                failures = self._emit(event, None, None, None, unit)
+            failures = unit.run(self._emit, event, None, None, None, unit)
         except BaseException:
             self._close(unit)
             raise
@@ -597,22 +619,29 @@ class Receiver:
 
         :returns: for each event, the calls that raised, or the refusal of that event for now.
         """
-        unit = Unit()
+        unit = Unit() if self._sender._units else None
         claims = None if self._batches is None else _BatchClaims(self, events, unit)
         results: list[tuple[HandlerFailure, ...] | DispatchUnavailableError] = []
+
+        def run_all() -> None:
+            for event in events:
+                try:
+                    results.append(self._emit(event, None, None, claims, unit))
+                except DispatchUnavailableError as error:
+                    results.append(error)
+
         try:
-            with unit:
-                for event in events:
-                    try:
-                        results.append(self._emit(event, None, None, claims, unit))
-                    except DispatchUnavailableError as error:
-                        results.append(error)
+            if unit is None:
+                run_all()
+            else:
+                unit.run(run_all)
         except BaseException:
-            self._close(unit)
+            if unit is not None:
+                self._close(unit)
             if claims is not None:
                 claims.abandon()
             raise
-        late = self._close(unit)
+        late = [] if unit is None else self._close(unit)
         if late:
             position = {id(event): number for number, event in enumerate(events)}
             for failure in late:
@@ -626,9 +655,7 @@ class Receiver:
         """End ``unit``: do its deferred work, settle the claims held for it, and report each
         event whose deferred work failed as a handler failure of that event."""
         failures = unit.close()
-        for failure in failures:
-            self._report(failure.event, failure.handler, failure.error)
-        return failures
+        return [self._report(f.event, f.handler, f.error) for f in failures] if failures else []
 
     def _emit(
         self,
@@ -636,7 +663,7 @@ class Receiver:
         duplicates: list[Event] | None,
         loaded: Loaded,
         claims: _BatchClaims | None,
-        unit: Unit,
+        unit: Unit | None,
     ) -> tuple[HandlerFailure, ...]:
         found = _UNBATCHED if claims is None else claims.take(event)
         batched = found is not _UNBATCHED
@@ -655,7 +682,7 @@ class Receiver:
             # On what the handler loop does not isolate (KeyboardInterrupt, SystemExit) too.
             if claims is not None and batched:
                 claims.finish(claim, event, ok=ok)
-            elif claim is not None and unit.running():
+            elif claim is not None and unit is not None and unit.running():
                 # Settled once the unit's deferred work is done, which may still fail it.
                 unit.on_close(
                     lambda failed: self._settle(claim, event, ok=ok and id(event) not in failed)
@@ -881,8 +908,8 @@ class _BatchClaims:
     A thread pool runs the events of one request on several threads, hence the lock; an event
     the pool runs again (a retry) claims on its own, as :meth:`Receiver.emit` does.
 
-    Nothing is settled before ``unit`` (the request's events run on its thread) has done its
-    deferred work, which may fail events that ran well: those are released instead.
+    With a ``unit`` (the request's events run on its thread), nothing is settled before it has
+    done its deferred work, which may fail events that ran well: those are released instead.
     """
 
     __slots__ = (
@@ -898,12 +925,13 @@ class _BatchClaims:
         "events",
     )
 
-    def __init__(self, receiver: Receiver, events: t.Sequence[Event], unit: Unit) -> None:
+    def __init__(self, receiver: Receiver, events: t.Sequence[Event], unit: Unit | None) -> None:
         self._receiver = receiver
         self.events = events
         self._lock = threading.Lock()
-        self._held = True
-        unit.on_close(self.release)
+        self._held = unit is not None
+        if unit is not None:
+            unit.on_close(self.release)
         self._claims: dict[int, Claim | None] | None = None  # first copies, by id(event)
         self._copies: dict[int, str] = {}  # later copies of a key, by id(event)
         self._first: dict[str, Claim] = {}  # the claim of each key's first copy

@@ -119,6 +119,23 @@ def test_a_presence_store_keeps_one_slot_and_many_stores_spread(
     client.close()
 
 
+def test_a_presence_store_applies_an_envelope_in_one_script_on_a_cluster(
+    redis_cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, trips = counting_client(redis_cluster, monkeypatch)
+    receiver = Receiver(client_keys=[KEY])
+    store = RedisPresenceStore(client, prefix=f"one-script-{uuid.uuid4().hex[:8]}:")
+    with PresenceTracker(receiver, store=store, sweep_interval=None) as tracker:
+        receiver.handle(presence_envelope(bind("warm-up", "w", at=1), client_key=KEY).to_bytes())
+        trips[0] = 0  # the script is loaded on the store's node now
+        items = [bind(f"room-{n % 7}", f"member-{n}", at=1_700_000_000 + n) for n in range(199)]
+        outcome = receiver.handle(presence_envelope(*items, client_key=KEY).to_bytes())
+        assert not outcome.failed
+        assert trips[0] == 1  # one script, on the node of the store's slot
+        assert tracker.counts() == (8, 200)
+    client.close()
+
+
 def test_the_dead_letter_sink_on_a_cluster(redis_cluster: RedisCluster) -> None:
     client = redis_cluster.client()
     sink = RedisDeadLetterSink(client, key=f"dead-{uuid.uuid4().hex}")

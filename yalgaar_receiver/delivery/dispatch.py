@@ -14,10 +14,11 @@ A strategy that cannot take a request's events raises
 :class:`~yalgaar_receiver.DispatchUnavailableError` (HTTP 503 with ``Retry-After``).
 
 The events one call runs in order on one thread (a request with the inline dispatcher, an
-envelope on a Celery worker, one :meth:`~yalgaar_receiver.Receiver.emit`) are a :class:`Unit`: a
-subscriber that can do its work for many events at once (the presence tracker, one Redis script
-for a whole envelope) hands each event's part to :func:`defer`, and the unit does it all once its
-events have run and before their de-duplication claims are settled.
+envelope on a Celery worker, one :meth:`~yalgaar_receiver.Receiver.emit`) are a :class:`Unit`
+once something has called :meth:`~yalgaar_receiver.Receiver.enable_units`: a subscriber that
+can do its work for many events at once (the presence tracker, one Redis script for a whole
+envelope) hands each event's part to :func:`defer`, and the unit does it all once its events
+have run and before their de-duplication claims are settled.
 
 Imports: the core below the receiver (events, exceptions, routing).
 """
@@ -82,74 +83,89 @@ class InlineDispatcher:
 
 
 T = t.TypeVar("T")
+R = t.TypeVar("R")
+P = t.ParamSpec("P")
 
 #: Does the deferred work of many events at once, in the order they ran; what it raises fails
 #: every one of them.
 Flush = t.Callable[[t.Sequence[tuple[Event, T]]], object]
 
-# The unit this thread is running, if any. A thread-local, not a context variable: a thread pool
-# copies the request's context onto its threads (for a trace), and an event run there, after the
-# request's unit has ended, must do its work at once.
-_running = threading.local()
+
+class _Running(threading.local):
+    """The unit this thread is running, if any. A thread-local, not a context variable: a
+    thread pool copies the request's context onto its threads (for a trace), and an event run
+    there, after the request's unit has ended, must do its work at once."""
+
+    unit: Unit | None = None  # a class default: a new thread reads None without an exception
+
+
+_running = _Running()
 
 
 class Unit:
     """The events one call runs in order on one thread, and the work deferred to their end.
 
-    ``with unit:`` makes it the unit of this thread; :meth:`close`, after the block, does what
+    :meth:`run` runs a call as this thread's unit; :meth:`close`, after it, does what
     was deferred, each :data:`Flush` once with its events in the order they ran, then tells the
     ``on_close`` callbacks which events failed there (the receiver settles their claims then, so
-    that an event whose deferred work failed is run again on a resend).
+    that an event whose deferred work failed is run again on a resend). Its parts are made on
+    first use: most units end with nothing deferred.
     """
 
-    __slots__ = ("_callbacks", "_outer", "_work")
+    # Class-level defaults and no __init__: a unit that nobody defers to is cheap to make.
+    _work: dict[Flush[t.Any], list[tuple[Event, t.Any]]] | None = None
+    _callbacks: list[t.Callable[[t.AbstractSet[int]], object]] | None = None
 
-    def __init__(self) -> None:
-        self._work: dict[Flush[t.Any], list[tuple[Event, t.Any]]] = {}
-        self._callbacks: list[t.Callable[[t.AbstractSet[int]], object]] = []
-        self._outer: Unit | None = None
-
-    def __enter__(self) -> Unit:
-        self._outer = getattr(_running, "unit", None)
+    def run(self, call: t.Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """``call(*args, **kwargs)`` with this unit as the thread's (a unit already running is
+        the thread's again after it)."""
+        outer = _running.unit
         _running.unit = self
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        _running.unit = self._outer
+        try:
+            return call(*args, **kwargs)
+        finally:
+            _running.unit = outer
 
     def running(self) -> bool:
         """Whether this thread is running this unit now."""
-        return getattr(_running, "unit", None) is self
+        return _running.unit is self
 
     def on_close(self, callback: t.Callable[[t.AbstractSet[int]], object]) -> None:
         """Call ``callback`` with the ``id`` of each event whose deferred work failed, once
         :meth:`close` has done it all."""
+        if self._callbacks is None:
+            self._callbacks = []
         self._callbacks.append(callback)
 
     def close(self) -> list[HandlerFailure]:
         """Do the deferred work; return a failure for each event of a flush that raised (the
         flush is the failure's ``handler``)."""
+        work, callbacks = self._work, self._callbacks
         failures: list[HandlerFailure] = []
-        work, self._work = self._work, {}
-        for flush, items in work.items():
+        if work is None and callbacks is None:
+            return failures
+        self._work = self._callbacks = None
+        for flush, items in (work or {}).items():
             try:
                 flush(items)
             except ISOLATED as error:
                 failures.extend(
                     HandlerFailure(event=event, handler=flush, error=error) for event, _ in items
                 )
-        failed = {id(failure.event) for failure in failures}
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(failed)
+        if callbacks:
+            failed = {id(failure.event) for failure in failures}
+            for callback in callbacks:
+                callback(failed)
         return failures
 
 
 def defer(flush: Flush[T], event: Event, item: T) -> bool:
     """Hand ``item``, the part of ``event``'s work that ``flush`` does, to the unit this thread
     is running; ``False`` when there is none, and the caller does the work now."""
-    unit: Unit | None = getattr(_running, "unit", None)
+    unit: Unit | None = _running.unit
     if unit is None:
         return False
+    if unit._work is None:
+        unit._work = {}
     unit._work.setdefault(flush, []).append((event, item))
     return True

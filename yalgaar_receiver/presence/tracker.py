@@ -121,6 +121,8 @@ class PresenceTracker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._closed = False
+        # The binds and unbinds of a request are applied together, at the end of its unit.
+        receiver.enable_units()
         signals.bind.connect(self._on_presence, sender=receiver, weak=False)
         signals.unbind.connect(self._on_presence, sender=receiver, weak=False)
         signals.possible_loss.connect(self._on_possible_loss, sender=receiver, weak=False)
