@@ -101,7 +101,8 @@ def _load() -> str:
 
 def _versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for name in ("yalgaar-receiver", "flask", "werkzeug", "marshmallow", "blinker", "gunicorn"):
+    names = ("yalgaar-receiver", "flask", "werkzeug", "marshmallow", "blinker", "gunicorn")
+    for name in (*names, "celery", "redis"):
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -111,6 +112,11 @@ def _versions() -> dict[str, str]:
         # wrk prints its version in the first line of its usage text.
         text = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout
         found["wrk"] = text.split(" [")[0].removeprefix("wrk ").strip() or "unknown"
+    server = shutil.which("redis-server")
+    if server:
+        text = subprocess.run([server, "--version"], capture_output=True, text=True).stdout
+        version = [part for part in text.split() if part.startswith("v=")]
+        found["redis-server"] = version[0].removeprefix("v=") if version else "unknown"
     return found
 
 
@@ -602,7 +608,8 @@ def end_to_end(report: Report, count: int) -> None:
     report.say("## 6. Throughput end to end")
     report.say()
     report.say(
-        f"{count} envelopes of 200 Presence binds (each of a uuid of its own, so none is a "
+        f"{count} envelopes ({count * throughput.ENVELOPE_FACTOR} for `mode=envelope`, over "
+        "too soon otherwise) of 200 Presence binds (each of a uuid of its own, so none is a "
         f"duplicate) POSTed by {throughput.POSTERS} client threads to gunicorn "
         f"({throughput.WEB_WORKERS} sync workers), published by `CeleryDispatcher` to a Redis "
         f"broker and run by one Celery worker (prefork, {throughput.WORKER_PROCESSES} processes) "
@@ -620,6 +627,14 @@ def end_to_end(report: Report, count: int) -> None:
     report.say()
     sides = throughput.measure(count)
     report.table(throughput.HEADER, throughput.rows(sides))
+    report.say()
+    key_bytes = [side.key_bytes for side in sides if side.key_bytes is not None]
+    report.say(
+        "A de-duplication key (`RedisDedupeStore`, kept for its ttl, 600 s by default) takes "
+        f"{statistics.mean(key_bytes):.0f} bytes in the stores' Redis (`MEMORY USAGE`, the "
+        "mean of 100 keys after each mode's run)."
+    )
+    report.say()
     floor = sides[0]
     for side in sides[1:]:
         total = sum(side.micros(kind) for kind in side.cpu)

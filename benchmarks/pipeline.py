@@ -46,7 +46,8 @@ celery_app.conf.update(
 stores = redis.Redis.from_url(STORE_URL, socket_connect_timeout=2, socket_timeout=10)
 
 
-@celery_app.task(name="bench.floor", acks_late=True, ignore_result=True)
+# shared=False: only this app has the task, not every Celery app the process makes later.
+@celery_app.task(name="bench.floor", acks_late=True, ignore_result=True, shared=False)
 def floor() -> None:
     """The floor: a task that only counts itself."""
     stores.incr(FLOOR_COUNTER)

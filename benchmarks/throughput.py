@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import queue
+import statistics
 import threading
 import time
 import typing as t
@@ -39,6 +41,10 @@ WORKER_PROCESSES = 2
 POSTERS = 2 * WEB_WORKERS
 #: The longest one side may take before the run is called failed.
 DEADLINE = 600.0
+#: How many times more envelopes ``mode=envelope`` gets: at about 20 times the events per
+#: second of the others, the same count would be over too soon for CPU times read from /proc
+#: in ticks of 10 ms.
+ENVELOPE_FACTOR = 5
 
 
 @dataclass
@@ -49,6 +55,8 @@ class Side:
     events: int
     seconds: float
     cpu: dict[str, float]
+    #: What one de-duplication key takes in Redis (``MEMORY USAGE``, the mean of a sample).
+    key_bytes: float | None = None
 
     @property
     def per_second(self) -> float:
@@ -168,15 +176,22 @@ def _pipeline(
         _wait_until(lambda: store.counts()[1] == total, f"the {mode}-mode events")
         seconds = time.monotonic() - started
         after = _cpu(pieces)
+    keys = list(itertools.islice(client.scan_iter(match="bench:dedupe:*", count=1000), 100))
+    key_bytes = statistics.mean(int(client.memory_usage(key) or 0) for key in keys)
     client.close()
-    return Side(f"mode={mode}", ITEMS * count, seconds, {k: after[k] - before[k] for k in after})
+    cpu = {k: after[k] - before[k] for k in after}
+    return Side(f"mode={mode}", ITEMS * count, seconds, cpu, key_bytes)
 
 
 def measure(count: int) -> list[Side]:
-    """The floor, then each mode, on one broker and one stores server started for it."""
+    """The floor (``count`` envelopes' worth of tasks), then each mode (``count`` envelopes,
+    ``ENVELOPE_FACTOR`` times more per envelope), on one broker and one stores server."""
     with processes.redis_server() as broker, processes.redis_server() as stores:
         sides = [_floor(broker, stores, ITEMS * count)]
-        sides += [_pipeline(mode, broker, stores, count) for mode in MODES]
+        sides += [
+            _pipeline(mode, broker, stores, count * (ENVELOPE_FACTOR if mode == "envelope" else 1))
+            for mode in MODES
+        ]
     return sides
 
 
