@@ -63,8 +63,10 @@ class PresenceTracker:
     signals, whose sender is the tracker. A handler that raises is logged and reported on
     ``signals.presence_handler_failed`` (sender: the tracker, ``change=`` the
     :class:`~yalgaar_receiver.presence.PresenceChange`); it never stops the other handlers and
-    never undoes the state. A store that fails (Redis down)
-    raises into the receiver, which reports the event as failed so that the sender retries it.
+    never undoes the state. The binds and unbinds of one request (or envelope task) are applied
+    together once its events have run, in one store call (``apply_many``); a store that fails
+    (Redis down) raises into the receiver, which reports those events as failed so that the
+    sender retries them.
 
     :param store: where the state lives; a new :class:`MemoryPresenceStore` by default.
     :param grace_seconds: how long a departure stays pending; a bind within it cancels the
