@@ -95,6 +95,15 @@ PUBLIC = {
         "event_key",
         "replay",
     ],
+    "yalgaar_receiver.delivery.dispatch": [
+        "Dispatcher",
+        "Emit",
+        "Emitter",
+        "Flush",
+        "InlineDispatcher",
+        "Unit",
+        "defer",
+    ],
     "yalgaar_receiver.presence": [
         "BatchPresenceStore",
         "ChangeKind",
