@@ -23,6 +23,7 @@ from yalgaar_receiver.presence import (
     PresenceUpdate,
     RedisPresenceStore,
 )
+from yalgaar_receiver.testing import message, message_envelope
 
 from ..delivery.test_batches import PerEvent
 from ..presence_kit import JOINED, KEY, Recorder, body, event
@@ -184,6 +185,24 @@ def test_a_store_failure_fails_the_requests_presence_events_and_a_resend_applies
         assert ran == ["a", "b", "a", "b"]
         assert tracker.members("room") == {"a", "b"}
         assert len(receiver.handle(request).duplicates) == 2
+
+
+def test_a_store_failure_in_an_envelope_task_fails_only_its_presence_events() -> None:
+    # emit_batch() is what a Celery worker runs for mode="envelope": the failures it returns
+    # are the events the task retries.
+    receiver = Receiver(client_keys=[KEY], dedupe=MemoryDedupeStore())
+    with PresenceTracker(receiver, store=FailingOnce(), sweep_interval=None) as tracker:
+        [note] = receiver.handle(
+            message_envelope(message("room", "a", "hi"), client_key=KEY)
+        ).accepted
+        events = [event("bind", "room", "a", 1), note, event("unbind", "room", "b", 2)]
+        results = receiver.emit_batch(events)
+        assert results[1] == ()
+        for result in (results[0], results[2]):
+            assert isinstance(result, tuple) and len(result) == 1
+            assert result[0].handler == tracker._apply_deferred
+        assert [r for r in receiver.emit_batch(events)] == [(), (), ()]  # the retry applies them
+        assert tracker.members("room") == {"a"}
 
 
 def test_a_thread_pool_applies_each_event_as_it_runs(redis_server: RedisServer) -> None:
