@@ -654,8 +654,17 @@ class Receiver:
     def _close(self, unit: Unit) -> list[HandlerFailure]:
         """End ``unit``: do its deferred work, settle the claims held for it, and report each
         event whose deferred work failed as a handler failure of that event."""
-        failures = unit.close()
+        failures = unit.close(self._observer_for)
         return [self._report(f.event, f.handler, f.error) for f in failures] if failures else []
+
+    def _observer_for(self, event: Event) -> _Observer | None:
+        """What sends the calls made for ``event`` on ``handler_started`` and
+        ``handler_finished``; ``None`` while nobody listens to either."""
+        started = listened(signals.handler_started, self._sender)
+        finished = listened(signals.handler_finished, self._sender)
+        if started or finished:
+            return _Observer(self, event, started=started, finished=finished)
+        return None
 
     def _emit(
         self,
@@ -778,11 +787,6 @@ class Receiver:
         prepare = None
         if self._registry.has_payloads and isinstance(event, MessageEvent):
             prepare = self._payload_preparer(event, loaded)
-        observer = None
-        started = listened(signals.handler_started, self._sender)
-        finished = listened(signals.handler_finished, self._sender)
-        if started or finished:
-            observer = _Observer(self, event, started=started, finished=finished)
         deliver(
             self._registry.routes_for(cls),
             event,
@@ -792,7 +796,7 @@ class Receiver:
             {"event": event},
             failed,
             prepare,
-            observer,
+            self._observer_for(event),
         )
         return tuple(failures)
 

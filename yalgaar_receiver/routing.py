@@ -37,6 +37,7 @@ __all__ = [
     "handler_name",
     "listened",
     "notify",
+    "observed",
 ]
 
 logger = logging.getLogger("yalgaar_receiver")
@@ -251,14 +252,14 @@ def deliver(
             except ISOLATED as error:
                 failed(route.handler, error)
         else:
-            _observed(route.handler, call_args, {}, failed, observer)
+            observed(route.handler, call_args, {}, failed, observer)
     for signal in signals:
         # Most signals have no subscriber; asking blinker for them costs more than this check.
         if not signal.receivers:
             continue
         for subscriber in signal.receivers_for(sender):
             if observer is not None:
-                _observed(subscriber, (sender,), kwargs, failed, observer)
+                observed(subscriber, (sender,), kwargs, failed, observer)
                 continue
             try:
                 result = subscriber(sender, **kwargs)
@@ -300,14 +301,15 @@ def notify(sender: object, signal: Signal, **kwargs: t.Any) -> None:
     deliver((), None, (), (signal,), sender, kwargs, ignored)
 
 
-def _observed(
+def observed(
     function: t.Callable[..., t.Any],
     args: tuple[t.Any, ...],
     kwargs: t.Mapping[str, t.Any],
     failed: OnFailure,
     observer: Observer,
 ) -> None:
-    """One isolated call, with ``observer`` told before and after it."""
+    """One isolated call, with ``observer`` told before and after it: how :func:`deliver` calls
+    each handler when it has an observer, and how a unit of work calls its deferred work."""
     observer.started(function)
     started = time.perf_counter()
     error: BaseException | None = None

@@ -62,7 +62,8 @@ request_started = _signals.signal("request-started")
 #: ``route=``, ``method=``, ``status=``, ``seconds=``, ``outcome=``: the blueprint answered;
 #: ``outcome`` is the :class:`~yalgaar_receiver.Outcome` when the body was handled, else ``None``.
 request_answered = _signals.signal("request-answered")
-#: ``event=``, ``handler=``: a handler or event subscriber is about to be called with ``event``.
+#: ``event=``, ``handler=``: a handler or event subscriber is about to be called with ``event``,
+#: or a unit's deferred work (``handler`` the flush, ``event`` the first event it was given).
 handler_started = _signals.signal("handler-started")
 #: ``event=``, ``handler=``, ``seconds=``, ``error=``: that call returned (``error`` ``None``) or
 #: raised (``error`` what it raised, which ``handler_failed`` also reports).

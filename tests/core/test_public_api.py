@@ -77,6 +77,7 @@ PUBLIC = {
         "handler_name",
         "listened",
         "notify",
+        "observed",
     ],
     "yalgaar_receiver.delivery": [
         "Claim",

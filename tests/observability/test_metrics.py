@@ -20,7 +20,8 @@ from yalgaar_receiver import (
 )
 from yalgaar_receiver.delivery import MemoryDedupeStore
 from yalgaar_receiver.metrics import Metrics, instrument
-from yalgaar_receiver.presence import PresenceTracker
+from yalgaar_receiver.presence import MemoryPresenceStore, PresenceTracker
+from yalgaar_receiver.routing import handler_name
 from yalgaar_receiver.testing import (
     bind,
     capture_events,
@@ -197,3 +198,36 @@ def test_without_prometheus_client_the_error_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "pip install 'yalgaar-receiver[metrics]'" in done.stdout
+
+
+class FailingOnce(MemoryPresenceStore):
+    """A memory store whose first ``apply_many`` fails, as Redis does when it is down."""
+
+    failures_left = 1
+
+    def apply_many(self, *args: t.Any) -> t.Any:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise ConnectionError("the presence store is down")
+        return super().apply_many(*args)
+
+
+def test_a_requests_presence_store_call_is_one_observed_handler_call() -> None:
+    # The tracker applies a request's binds and unbinds in one store call at its end (a unit's
+    # deferred work): timed once per request, and counted once when it fails.
+    receiver = Receiver(client_keys=[KEY])
+    registry = CollectorRegistry()
+    tracker = PresenceTracker(receiver, store=FailingOnce(), sweep_interval=None)
+    metrics = instrument(receiver, registry=registry)
+    flush = handler_name(tracker._apply_deferred)
+    try:
+        body = presence_envelope(bind("a", "u1"), bind("a", "u2"), client_key=KEY).to_bytes()
+        assert len(receiver.handle(body).failed) == 2  # both binds, by the one failed call
+        assert value(registry, "yalgaar_handler_seconds_count", handler=flush) == 1
+        assert value(registry, "yalgaar_handler_failures_total", handler=flush) == 1
+        assert not receiver.handle(body).failed
+        assert value(registry, "yalgaar_handler_seconds_count", handler=flush) == 2
+        assert value(registry, "yalgaar_handler_failures_total", handler=flush) == 1
+    finally:
+        metrics.close()
+        tracker.close()

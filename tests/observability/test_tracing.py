@@ -25,7 +25,15 @@ from yalgaar_receiver import (
     tracing,
 )
 from yalgaar_receiver.delivery.celery import CeleryDispatcher
-from yalgaar_receiver.testing import capture_events, message, message_envelope
+from yalgaar_receiver.presence import PresenceTracker
+from yalgaar_receiver.routing import handler_name
+from yalgaar_receiver.testing import (
+    bind,
+    capture_events,
+    message,
+    message_envelope,
+    presence_envelope,
+)
 
 from ..servers import RedisServer
 
@@ -104,6 +112,34 @@ def test_a_request_span_with_a_child_per_handler_call(
     assert failed.status.status_code is StatusCode.ERROR
     [exception] = [e for e in failed.events if e.name == "exception"]
     assert (exception.attributes or {})["exception.message"] == "the handler failed"
+
+
+def test_a_requests_presence_store_call_has_its_own_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    # The tracker's deferred store call, once per request, is a child of the request's span.
+    receiver = Receiver([KEY])
+    tracker = PresenceTracker(receiver, sweep_interval=None)
+    traced = tracing.instrument(receiver, tracer_provider=provider)
+    try:
+        body = presence_envelope(bind("a", "u1"), bind("a", "u2"), client_key=KEY)
+        assert (
+            client_for(receiver).post("/yalgaar/presence", data=body.to_bytes()).status_code == 200
+        )
+    finally:
+        traced.close()
+        tracker.close()
+    spans = exporter.get_finished_spans()
+    [request] = by_name(spans, "yalgaar.receive")
+    flush = handler_name(tracker._apply_deferred)
+    [store_call] = [
+        span
+        for span in by_name(spans, "yalgaar.handle")
+        if (span.attributes or {}).get("yalgaar.handler") == flush
+    ]
+    assert store_call.parent is not None and store_call.parent.span_id == request.context.span_id
+    assert (store_call.attributes or {})["yalgaar.event"] == "bind"
+    assert tracker.members("a") == {"u1", "u2"}
 
 
 def test_without_a_provider_nothing_is_connected_per_call() -> None:

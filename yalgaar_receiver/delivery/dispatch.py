@@ -30,7 +30,7 @@ import typing as t
 
 from ..events import Event, HandlerFailure
 from ..exceptions import DispatchUnavailableError
-from ..routing import ISOLATED
+from ..routing import ISOLATED, Observer, observed
 
 __all__ = ["Dispatcher", "Emit", "Emitter", "Flush", "InlineDispatcher", "Unit", "defer"]
 
@@ -137,20 +137,34 @@ class Unit:
             self._callbacks = []
         self._callbacks.append(callback)
 
-    def close(self) -> list[HandlerFailure]:
+    def close(
+        self, observe: t.Callable[[Event], Observer | None] | None = None
+    ) -> list[HandlerFailure]:
         """Do the deferred work; return a failure for each event of a flush that raised (the
-        flush is the failure's ``handler``)."""
+        flush is the failure's ``handler``).
+
+        :param observe: gives the observer of each flush, told of it as of one handler call
+            (timing, a span), from the first event the flush is given.
+        """
         work, callbacks = self._work, self._callbacks
         failures: list[HandlerFailure] = []
         if work is None and callbacks is None:
             return failures
         self._work = self._callbacks = None
+        raised: dict[t.Callable[..., t.Any], BaseException] = {}
         for flush, items in (work or {}).items():
-            try:
-                flush(items)
-            except ISOLATED as error:
+            observer = None if observe is None else observe(items[0][0])
+            if observer is None:
+                try:
+                    flush(items)
+                except ISOLATED as error:
+                    raised[flush] = error
+            else:
+                observed(flush, (items,), {}, raised.__setitem__, observer)
+            if flush in raised:
                 failures.extend(
-                    HandlerFailure(event=event, handler=flush, error=error) for event, _ in items
+                    HandlerFailure(event=event, handler=flush, error=raised[flush])
+                    for event, _ in items
                 )
         if callbacks:
             failed = {id(failure.event) for failure in failures}
