@@ -65,10 +65,11 @@ receiver = Receiver(
 for _decorator in (receiver.on_bind, receiver.on_unbind, receiver.on_presence):
     _decorator(_noop)
 
-#: The presence state, kept on the workers (the web process runs no handler).
-presence_store = RedisPresenceStore(stores, prefix=PRESENCE_PREFIX)
 if os.environ.get("BENCH_ROLE") == "worker":
-    tracker = PresenceTracker(receiver, store=presence_store, sweep_interval=None)
+    # The presence state is kept on the workers: the web process runs no handler.
+    tracker = PresenceTracker(
+        receiver, store=RedisPresenceStore(stores, prefix=PRESENCE_PREFIX), sweep_interval=None
+    )
 
 
 def make_app() -> Flask:

@@ -36,7 +36,6 @@ from .delivery.dedupe import (
     MemoryAttempts,
     attempt_key,
     event_key,
-    settle_all,
 )
 from .delivery.dispatch import Dispatcher, Emit, InlineDispatcher, Unit
 from .encryption import MessageKeys
@@ -75,6 +74,9 @@ from .schemas import MessageItemSchema, PresenceItemSchema
 from .wire import preview
 
 __all__ = ["REFUSALS", "Receiver"]
+
+P = t.ParamSpec("P")
+R = t.TypeVar("R")
 
 #: What a request loaded of its messages' payloads: by ``id`` of the event, then of the schema,
 #: the event copy with its payload, or ``None`` for a refusal; ``None`` without payload schemas.
@@ -394,21 +396,12 @@ class Receiver:
                 return self._emit(event, duplicates, loaded, claims, unit)
 
         try:
-            if unit is None:
-                failures = [*self.dispatcher.dispatch(events, emit)]
-            else:
-                failures = [*unit.run(self.dispatcher.dispatch, events, emit)]
-        except BaseException as error:
-            if unit is not None:
-                self._close(unit)  # the events that ran do their deferred work all the same
-            if claims is not None:
-                claims.abandon()
-            if isinstance(error, PayloadTooLargeError):
-                # More events than a dispatcher's queue can ever hold: refused as a whole, too.
-                self.refused(error)
+            dispatched, late = self._in_unit(unit, claims, self.dispatcher.dispatch, events, emit)
+        except PayloadTooLargeError as error:
+            # More events than a dispatcher's queue can ever hold: refused as a whole, too.
+            self.refused(error)
             raise
-        if unit is not None:
-            failures += self._close(unit)
+        failures = [*dispatched, *late]
         dead: tuple[Event, ...] = ()
         if failures and self.max_attempts is not None:
             failures, dead = self._give_up_on(failures)
@@ -599,12 +592,7 @@ class Receiver:
         if not self._sender._units:
             return self._emit(event, None, None, None, None)
         unit = Unit()
-        try:
-            failures = unit.run(self._emit, event, None, None, None, unit)
-        except BaseException:
-            self._close(unit)
-            raise
-        late = self._close(unit)
+        failures, late = self._in_unit(unit, None, self._emit, event, None, None, None, unit)
         return (*failures, *late) if late else failures
 
     def emit_batch(
@@ -621,27 +609,17 @@ class Receiver:
         """
         unit = Unit() if self._sender._units else None
         claims = None if self._batches is None else _BatchClaims(self, events, unit)
-        results: list[tuple[HandlerFailure, ...] | DispatchUnavailableError] = []
 
-        def run_all() -> None:
+        def run_all() -> list[tuple[HandlerFailure, ...] | DispatchUnavailableError]:
+            results: list[tuple[HandlerFailure, ...] | DispatchUnavailableError] = []
             for event in events:
                 try:
                     results.append(self._emit(event, None, None, claims, unit))
                 except DispatchUnavailableError as error:
                     results.append(error)
+            return results
 
-        try:
-            if unit is None:
-                run_all()
-            else:
-                unit.run(run_all)
-        except BaseException:
-            if unit is not None:
-                self._close(unit)
-            if claims is not None:
-                claims.abandon()
-            raise
-        late = [] if unit is None else self._close(unit)
+        results, late = self._in_unit(unit, claims, run_all)
         if late:
             position = {id(event): number for number, event in enumerate(events)}
             for failure in late:
@@ -650,6 +628,27 @@ class Receiver:
                 assert not isinstance(ran, DispatchUnavailableError)  # it ran: work was deferred
                 results[number] = (*ran, failure)
         return results
+
+    def _in_unit(
+        self,
+        unit: Unit | None,
+        claims: _BatchClaims | None,
+        call: t.Callable[P, R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> tuple[R, list[HandlerFailure]]:
+        """``call(*args, **kwargs)``, as ``unit`` when there is one; its result, and the
+        failures of the unit's deferred work. When the call raises, the events that ran still
+        do their deferred work, and the claims of the events it did not run are released."""
+        try:
+            result = call(*args, **kwargs) if unit is None else unit.run(call, *args, **kwargs)
+        except BaseException:
+            if unit is not None:
+                self._close(unit)
+            if claims is not None:
+                claims.abandon()
+            raise
+        return result, ([] if unit is None else self._close(unit))
 
     def _close(self, unit: Unit) -> list[HandlerFailure]:
         """End ``unit``: do its deferred work, settle the claims held for it, and report each
@@ -746,8 +745,12 @@ class Receiver:
         assert self.dedupe is not None
         if self._leases is not None:
             self._leases.drop(claim for claim, _, _ in outcomes)
+        pairs = [(claim, ok) for claim, _, ok in outcomes]
         try:
-            owned = settle_all(self.dedupe, [(claim, ok) for claim, _, ok in outcomes])
+            if self._batches is not None:
+                owned = self._batches.settle_many(pairs)
+            else:
+                owned = [self.dedupe.done(c) if ok else self.dedupe.release(c) for c, ok in pairs]
         except Exception:
             # The claims then expire after the lease: a resend runs those events again, which
             # is at-least-once, never a loss.

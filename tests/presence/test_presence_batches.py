@@ -116,6 +116,22 @@ def test_a_full_envelope_costs_at_most_two_round_trips(redis_server: RedisServer
     dedupe_client.close()
 
 
+def test_more_updates_than_apply_limit_take_a_script_per_share(redis_server: RedisServer) -> None:
+    counter = RoundTripCounter()
+    client = counter.client(redis_server.url)
+    receiver = Receiver(client_keys=[KEY])
+    store = RedisPresenceStore(client, prefix="limit:", apply_limit=50)
+    with PresenceTracker(receiver, store=store, sweep_interval=None) as tracker:
+        seen = Recorder(tracker)
+        receiver.handle(body(("bind", "warm-up", "w", 1)))
+        seen.take()
+        counter.trips = 0
+        receiver.handle(body(*binds(199, "room")))
+        assert counter.trips == 4  # 50 + 50 + 50 + 49
+        assert len(seen.take()) == 200 and tracker.occupancy("room") == 199
+    client.close()
+
+
 def test_an_envelope_task_applies_its_presence_in_one_script(redis_server: RedisServer) -> None:
     # What CeleryDispatcher(mode="envelope") runs on the worker.
     counter = RoundTripCounter()

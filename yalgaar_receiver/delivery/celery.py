@@ -68,6 +68,9 @@ logger = logging.getLogger("yalgaar_receiver.celery")
 
 #: The Celery task's default name; give each receiver that shares a Celery app its own.
 TASK_NAME: t.Final = "yalgaar_receiver.emit"
+#: How one event's run on the worker ended: the handler calls that raised (none: it
+#: succeeded), or what raised around its handlers.
+RunResult = tuple[HandlerFailure, ...] | Exception
 #: What ``mode`` may be: one task per event, or one per envelope.
 MODES: t.Final = ("event", "envelope")
 
@@ -146,21 +149,28 @@ class CeleryDispatcher:
         ) -> dict[str, t.Any]:
             return dispatcher.run_task(task, form, carrier)
 
-        self.task: Task[t.Any, t.Any] = celery_app.task(
-            name=task_name,
-            bind=True,
-            shared=False,
-            # After the handlers ran, not when the worker took the message: a worker that dies
-            # mid-handler leaves the message to be delivered again.
-            acks_late=True,
-            # ... and when the pool process running it dies, the message goes back to the queue.
-            reject_on_worker_lost=True,
-            max_retries=max_retries,
-            serializer="json",
-            # Nobody reads these results; and a web process that waits for results subscribes
-            # to the result backend on every send, which breaks for good when it restarts.
-            ignore_result=True,
-        )(emit_event)
+        def register(function: t.Callable[..., t.Any], name: str) -> Task[t.Any, t.Any]:
+            # Both tasks the same way.
+            task: Task[t.Any, t.Any] = celery_app.task(
+                name=name,
+                bind=True,
+                shared=False,
+                # After the handlers ran, not when the worker took the message: a worker that
+                # dies mid-handler leaves the message to be delivered again.
+                acks_late=True,
+                # ... and when the pool process running it dies, the message goes back to the
+                # queue.
+                reject_on_worker_lost=True,
+                max_retries=max_retries,
+                serializer="json",
+                # Nobody reads these results; and a web process that waits for results
+                # subscribes to the result backend on every send, which breaks for good when it
+                # restarts.
+                ignore_result=True,
+            )(function)
+            return task
+
+        self.task = register(emit_event, task_name)
 
         def emit_envelope(
             task: Task[t.Any, t.Any],
@@ -170,17 +180,9 @@ class CeleryDispatcher:
         ) -> dict[str, t.Any]:
             return dispatcher.run_envelope(task, forms, carriers, attempt)
 
-        #: The task of ``mode="envelope"``: every event of one request, run in order.
-        # Registered as the task above is, for the same reasons; its retries are its own.
-        self.envelope_task: Task[t.Any, t.Any] = celery_app.task(
-            name=f"{task_name}.envelope",
-            bind=True,
-            shared=False,
-            acks_late=True,
-            reject_on_worker_lost=True,
-            serializer="json",
-            ignore_result=True,
-        )(emit_envelope)
+        #: The task of ``mode="envelope"``: every event of one request, run in order. It
+        #: retries by publishing a task for the events that failed, not with Celery's retry.
+        self.envelope_task = register(emit_envelope, f"{task_name}.envelope")
 
     def __repr__(self) -> str:
         return f"<CeleryDispatcher queue={self.queue!r} task={self.task.name!r} mode={self.mode!r}>"
@@ -285,38 +287,48 @@ class CeleryDispatcher:
     def _run(
         self, task: Task[t.Any, t.Any], event: Event, receiver: Emitter, attempt: int
     ) -> dict[str, t.Any]:
-        letters: list[DeadLetter]
-        failures: t.Sequence[HandlerFailure] = ()
+        result: RunResult
         try:
-            failures = receiver.emit(event)
+            result = tuple(receiver.emit(event))
         except Exception as error:
             # Around the handlers (a de-duplication store, say), not in one of them.
             logger.exception("Emitting %s raised", preview(event, 500))
-            letters = [DeadLetter.from_error(event, error, attempts=attempt)]
-            cause: BaseException = error
-        else:
-            if not failures:
-                return {"handled": True, "attempts": attempt}
-            letters = [DeadLetter.from_failure(f, attempts=attempt) for f in failures]
-            cause = failures[0].error
+            result = error
+        if not result:
+            return {"handled": True, "attempts": attempt}
         if task.request.retries < self.max_retries:
-            countdown = self.backoff(task.request.retries)
-            if isinstance(cause, DispatchUnavailableError):  # emit's own "not now"
+            cause = result if isinstance(result, Exception) else result[0].error
+            self._retry(task, self._countdown(task.request.retries, (cause,)), cause)
+        buried = self._give_up(task, event, result, attempt)
+        return {"handled": False, "dead_letters": buried, "attempts": attempt}
+
+    def _countdown(self, retries: int, causes: t.Iterable[BaseException]) -> float:
+        """The backoff before retry number ``retries + 1``, or longer when emit said when to
+        come back (its own "not now": the store failed, another delivery holds the event)."""
+        countdown = self.backoff(retries)
+        for cause in causes:
+            if isinstance(cause, DispatchUnavailableError):
                 countdown = max(countdown, cause.retry_after)
-            self._retry(task, countdown, cause)
+        return countdown
+
+    def _give_up(
+        self, task: Task[t.Any, t.Any], event: Event, result: RunResult, attempt: int
+    ) -> int:
+        """Keep ``event`` as dead letters, one per failure (or one for the error around its
+        handlers), and send it on ``event_dead_lettered``; returns how many letters."""
+        failures: tuple[HandlerFailure, ...] = ()
+        if isinstance(result, Exception):
+            letters = [DeadLetter.from_error(event, result, attempts=attempt)]
+        else:
+            letters = [DeadLetter.from_failure(f, attempts=attempt) for f in result]
+            failures = result
         logger.error(
             "Giving up %s after %d attempt(s); kept as a dead letter", preview(event, 500), attempt
         )
         for letter in letters:
             self._bury(letter, task)
-        notify(
-            self,
-            signals.event_dead_lettered,
-            event=event,
-            failures=tuple(failures),
-            attempts=attempt,
-        )
-        return {"handled": False, "dead_letters": len(letters), "attempts": attempt}
+        notify(self, signals.event_dead_lettered, event=event, failures=failures, attempts=attempt)
+        return len(letters)
 
     def run_envelope(
         self,
@@ -347,7 +359,7 @@ class CeleryDispatcher:
                 notify(
                     self, signals.task_started, event=event, carrier=carrier or {}, attempt=attempt
                 )
-        results: t.Sequence[tuple[HandlerFailure, ...] | Exception]
+        results: t.Sequence[RunResult]
         try:
             results = receiver.emit_batch([event for event, _, _ in events])
         except Exception as error:
@@ -369,34 +381,12 @@ class CeleryDispatcher:
         if not again:
             return {"handled": len(events), "dead_letters": buried, "attempts": attempt}
         if attempt <= self.max_retries:
-            countdown = self.backoff(attempt - 1)
-            for *_, result in again:
-                if isinstance(result, DispatchUnavailableError):  # emit's own "not now"
-                    countdown = max(countdown, result.retry_after)
+            causes = [result for *_, result in again if isinstance(result, Exception)]
+            countdown = self._countdown(attempt - 1, causes)
             self._publish_again([(f, c) for _, f, c, _ in again], attempt + 1, countdown)
             return {"handled": len(events) - len(again), "retried": len(again)}
         for event, _, _, result in again:
-            failures: tuple[HandlerFailure, ...] = ()
-            if isinstance(result, Exception):
-                letters = [DeadLetter.from_error(event, result, attempts=attempt)]
-            else:
-                letters = [DeadLetter.from_failure(f, attempts=attempt) for f in result]
-                failures = result
-            logger.error(
-                "Giving up %s after %d attempt(s); kept as a dead letter",
-                preview(event, 500),
-                attempt,
-            )
-            for letter in letters:
-                self._bury(letter, task)
-            buried += len(letters)
-            notify(
-                self,
-                signals.event_dead_lettered,
-                event=event,
-                failures=failures,
-                attempts=attempt,
-            )
+            buried += self._give_up(task, event, result, attempt)
         return {"handled": len(events) - len(again), "dead_letters": buried, "attempts": attempt}
 
     def _publish_again(

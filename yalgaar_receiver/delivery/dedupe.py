@@ -61,7 +61,6 @@ __all__ = [
     "RedisDedupeStore",
     "attempt_key",
     "event_key",
-    "settle_all",
 ]
 
 logger = logging.getLogger("yalgaar_receiver.dedupe")
@@ -360,14 +359,6 @@ class LeaseKeeper:
                     self._thread = None  # started again by the next hold
                     return
             self.renew()
-
-
-def settle_all(store: DedupeStore, outcomes: t.Sequence[tuple[Claim, bool]]) -> list[bool]:
-    """Mark done (``True``) or release (``False``) each claim, in one batch when the store can."""
-    settle_many = getattr(store, "settle_many", None)  # not isinstance: see Receiver
-    if settle_many is not None:
-        return list(settle_many(outcomes))
-    return [store.done(claim) if ok else store.release(claim) for claim, ok in outcomes]
 
 
 @t.runtime_checkable
