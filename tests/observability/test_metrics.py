@@ -219,7 +219,7 @@ def test_a_requests_presence_store_call_is_one_observed_handler_call() -> None:
     registry = CollectorRegistry()
     tracker = PresenceTracker(receiver, store=FailingOnce(), sweep_interval=None)
     metrics = instrument(receiver, registry=registry)
-    flush = handler_name(tracker._apply_deferred)
+    flush = handler_name(tracker.apply_updates)
     try:
         body = presence_envelope(bind("a", "u1"), bind("a", "u2"), client_key=KEY).to_bytes()
         assert len(receiver.handle(body).failed) == 2  # both binds, by the one failed call

@@ -131,7 +131,7 @@ def test_a_requests_presence_store_call_has_its_own_span(
         tracker.close()
     spans = exporter.get_finished_spans()
     [request] = by_name(spans, "yalgaar.receive")
-    flush = handler_name(tracker._apply_deferred)
+    flush = handler_name(tracker.apply_updates)
     [store_call] = [
         span
         for span in by_name(spans, "yalgaar.handle")

@@ -216,7 +216,7 @@ def test_a_store_failure_in_an_envelope_task_fails_only_its_presence_events() ->
         assert results[1] == ()
         for result in (results[0], results[2]):
             assert isinstance(result, tuple) and len(result) == 1
-            assert result[0].handler == tracker._apply_deferred
+            assert result[0].handler == tracker.apply_updates
         assert [r for r in receiver.emit_batch(events)] == [(), (), ()]  # the retry applies them
         assert tracker.members("room") == {"a"}
 

@@ -231,10 +231,17 @@ class PresenceTracker:
         )
         # In a unit of work (a request, an envelope task) the updates are applied together
         # once its events have run; an event run alone applies its own now.
-        if not defer(self._apply_deferred, event, update):
+        if not defer(self.apply_updates, event, update):
             self._apply((update,))
 
-    def _apply_deferred(self, items: t.Sequence[tuple[Event, PresenceUpdate]]) -> None:
+    def apply_updates(self, items: t.Sequence[tuple[Event, PresenceUpdate]]) -> None:
+        """Apply a unit of work's presence updates (each with the event it came from) to the
+        store in one call, and deliver their transitions.
+
+        The receiver calls it once a request's (or an envelope task's) events have run. Its
+        name is what logs, ``yalgaar_handler_seconds{handler=...}`` and ``yalgaar.handle`` spans
+        show for that call, so it is public and stays put; user code has no need to call it.
+        """
         self._apply([update for _, update in items])
 
     def _apply(self, updates: t.Sequence[PresenceUpdate]) -> None:
