@@ -220,6 +220,8 @@ def test_a_requests_presence_store_call_is_one_observed_handler_call() -> None:
     tracker = PresenceTracker(receiver, store=FailingOnce(), sweep_interval=None)
     metrics = instrument(receiver, registry=registry)
     flush = handler_name(tracker.apply_updates)
+    # The label docs/observability.md names, which dashboards filter on.
+    assert flush == "yalgaar_receiver.presence.tracker.PresenceTracker.apply_updates"
     try:
         body = presence_envelope(bind("a", "u1"), bind("a", "u2"), client_key=KEY).to_bytes()
         assert len(receiver.handle(body).failed) == 2  # both binds, by the one failed call
