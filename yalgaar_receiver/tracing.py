@@ -61,7 +61,9 @@ class Tracing:
         self._tracer: trace.Tracer | None = None
         self._lock = threading.Lock()
         # Spans opened by a "started" signal and closed by its "finished" one, per thread: the
-        # two are sent by the same thread, around the call, properly nested.
+        # two are sent by the same thread, around the call, properly nested. Task spans are
+        # also found by their event (``tasks``): an envelope task opens every event's span
+        # before it runs any, and each handler call goes under the span of its own event.
         self._open = threading.local()
         self._always: list[_Connection] = [
             (signals.request_started, self._request_started, receiver),
@@ -120,6 +122,11 @@ class Tracing:
         otel_context.detach(token)  # type: ignore[arg-type]
         return span
 
+    def _tasks(self) -> dict[int, Span]:
+        """This thread's open task spans, by the ``id`` of their event."""
+        tasks: dict[int, Span] = self._open.__dict__.setdefault("tasks", {})
+        return tasks
+
     # -- the request -------------------------------------------------------------------------
 
     def _request_started(self, sender: Receiver, *, route: str, **extra: t.Any) -> None:
@@ -168,8 +175,10 @@ class Tracing:
         self, sender: Receiver, *, event: Event, handler: t.Callable[..., t.Any], **extra: t.Any
     ) -> None:
         assert self._tracer is not None
+        task = self._tasks().get(id(event))
         span = self._tracer.start_span(
             "yalgaar.handle",
+            context=None if task is None else trace.set_span_in_context(task),
             attributes={
                 "yalgaar.handler": handler_name(handler),
                 "yalgaar.event": event.event_type,
@@ -213,11 +222,14 @@ class Tracing:
             attributes={"yalgaar.event": event.event_type, "yalgaar.attempt": attempt},
         )
         self._push(span)
+        self._tasks()[id(event)] = span
 
-    def _task_finished(self, sender: object, **extra: t.Any) -> None:
+    def _task_finished(self, sender: object, *, event: Event, **extra: t.Any) -> None:
         if self._tracer is None:
             return
-        span = self._pop()
+        # The context is restored in the order it was set; the span that ends is the event's.
+        top = self._pop()
+        span = self._tasks().pop(id(event), top)
         if span is not None:
             span.end()
 

@@ -220,3 +220,55 @@ def test_the_trace_continues_on_a_celery_worker(
     assert task.parent is not None and task.parent.span_id == request.context.span_id
     assert call.parent is not None and call.parent.span_id == task.context.span_id
     assert (task.attributes or {})["yalgaar.attempt"] == 1
+
+
+def test_an_envelope_task_s_handler_calls_are_each_under_their_own_event_s_task_span(
+    redis_server: RedisServer, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    # mode="envelope" runs every event of a request in one task: each event still gets its
+    # yalgaar.task span, and each handler call goes under the span of the event it handles.
+    app = Celery("yalgaar_tracing_envelope_test", broker=redis_server.url)
+    app.conf.update(broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
+    dispatcher = CeleryDispatcher(
+        app, queue="tracing-envelope-test", mode="envelope", retry_jitter=False
+    )
+    receiver = Receiver([KEY], dispatcher=dispatcher)
+    done: list[str] = []
+
+    @receiver.on_message
+    def on_worker(event: MessageEvent) -> None:
+        done.append(event.message)
+
+    traced = tracing.instrument(receiver, dispatcher=dispatcher, tracer_provider=provider)
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        with (
+            capture_events(receiver) as capture,
+            start_worker(
+                app, pool="solo", perform_ping_check=False, queues=["tracing-envelope-test"]
+            ),
+        ):
+            body = message_envelope(
+                message("c", "u", "first"), message("c", "u", "second"), client_key=KEY
+            )
+            assert client_for(receiver).post("/yalgaar/", data=body.to_bytes()).status_code == 200
+            capture.wait_for(2, timeout=30)
+    finally:
+        traced.close()
+        app.close()
+        root.setLevel(level)
+        root.handlers[:] = handlers
+    assert done == ["first", "second"]
+    spans = exporter.get_finished_spans()
+    [request] = by_name(spans, "yalgaar.receive")
+    tasks = sorted(by_name(spans, "yalgaar.task"), key=lambda span: span.start_time or 0)
+    calls = sorted(
+        (s for s in by_name(spans, "yalgaar.handle") if "on_worker" in str(s.attributes)),
+        key=lambda span: span.start_time or 0,
+    )
+    assert len(tasks) == len(calls) == 2
+    assert {span.context.trace_id for span in tasks + calls} == {request.context.trace_id}
+    for task, call in zip(tasks, calls, strict=True):
+        assert task.parent is not None and task.parent.span_id == request.context.span_id
+        assert call.parent is not None and call.parent.span_id == task.context.span_id
