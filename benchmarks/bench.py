@@ -230,35 +230,44 @@ def in_process(report: Report, samples: int) -> None:
         report.target(f"receiver.handle (one handler) / json.loads, {kind}, 200 items",
                       f"{handle:.2f}x", "at most 8x", handle <= 8)  # fmt: skip
 
-    # The same handle with metrics and traces on: what the instruments cost per item.
+    # The same handle with metrics and traces on: what the instruments cost per item, and
+    # what each of the two costs alone.
     rows = []
-    instrumented = _one_handler_receiver()
-    instruments = apps.instrument(instrumented)
+    switches = {"metrics": (True, False), "traces": (False, True), "both": (True, True)}
+    instrumented: dict[str, Receiver] = {}
+    opened: list[t.Any] = []
+    for name, (counting, tracing) in switches.items():
+        instrumented[name] = _one_handler_receiver()
+        made = apps.instrument(instrumented[name], metrics=counting, traces=tracing)
+        opened += [instruments for instruments in made[:2] if instruments is not None]
     for kind in envelopes.KINDS:
         body = envelopes.body(kind, 200)
-        plain, traced = _best_per_call(
-            [
-                functools.partial(receiver.handle, body),
-                functools.partial(instrumented.handle, body),
-            ],
+        plain, *each = _best_per_call(
+            [functools.partial(receiver.handle, body)]
+            + [functools.partial(r.handle, body) for r in instrumented.values()],
             max(3, samples // 2),
         )
-        rows.append((f"{kind}, 200", f"{plain / 200 * 1e6:.2f}", f"{traced / 200 * 1e6:.2f}",
-                     f"{traced / plain:.2f}x"))  # fmt: skip
+        rows.append((f"{kind}, 200", f"{plain / 200 * 1e6:.2f}",
+                     *(f"{cost / 200 * 1e6:.2f}" for cost in each),
+                     *(f"{cost / plain:.2f}x" for cost in each)))  # fmt: skip
+        both = each[-1]
         report.target(f"receiver.handle with metrics and traces / without, {kind}, 200 items",
-                      f"{traced / plain:.2f}x", "at most 1.3x", traced / plain <= 1.3)  # fmt: skip
-    for opened in instruments[:2]:
-        opened.close()  # the provider goes with the receiver
+                      f"{both / plain:.2f}x", "at most 1.3x", both / plain <= 1.3)  # fmt: skip
+    for instruments in opened:
+        instruments.close()  # the provider goes with the receiver
     report.say(
         "With the Prometheus metrics and OpenTelemetry traces of docs/observability.md on (an "
         "SDK tracer provider with no exporter: every span is made, none is sent), against the "
-        "same receiver without them:"
+        "same receiver without them; each of the two alone, and both (the target). Called "
+        "directly, `handle` has no request span around it, so each handler call's span is a "
+        "root."
     )
     report.say()
     report.table(
-        ("envelope, items", "handle µs/item", "instrumented µs/item", "instrumented / plain"),
+        ("envelope, items", "handle µs/item", "metrics µs/item", "traces µs/item",
+         "both µs/item", "metrics / plain", "traces / plain", "both / plain"),
         rows,
-    )
+    )  # fmt: skip
 
     # The same parse and handle through marshmallow alone: what the derived loader saves.
     rows = []
@@ -366,6 +375,10 @@ RECEIVERS = {
     "receiver": ("apps:make_receiver()", "/yalgaar/{kind}"),
     "receiver+token": ("apps:make_receiver(url_token=True)", f"/yalgaar/{TOKEN}/{{kind}}"),
     "receiver+instruments": ("apps:make_receiver(instrumented=True)", "/yalgaar/{kind}"),
+    "receiver+instruments-1%": (
+        "apps:make_receiver(instrumented=True, sampled=0.01)",
+        "/yalgaar/{kind}",
+    ),
 }
 #: The least each side must reach against the floor, 1-item envelopes, 1 worker; the other
 #: sides are reported beside them.
@@ -383,8 +396,10 @@ def http(report: Report, seconds: float) -> None:
         "answering its JSON summary, protected by the client key alone "
         "(`allow_client_key_only=True`): the target. "
         "`receiver+instruments` is the target receiver with the metrics and traces of "
-        "docs/observability.md on (an SDK tracer provider with no exporter), a target too. "
-        "`receiver+token` is the same with the secret URL token that docs/security.md "
+        "docs/observability.md on (an SDK tracer provider with no exporter), a target too; "
+        "`receiver+instruments-1%` the same with a sampler that keeps 1% of the traces "
+        "(`ParentBased(TraceIdRatioBased(0.01))`), reported beside it. "
+        "`receiver+token` is the target receiver with the secret URL token that docs/security.md "
         "recommends, reported beside it. Floor and receivers take turns, "
         + ", ".join(f"{ROUNDS[n]} rounds for {n}-item bodies" for n in HTTP_ITEMS)
         + ", after a "

@@ -41,7 +41,8 @@ __all__ = ["Tracing", "instrument"]
 #: The instrumentation scope's name: what a backend shows as the spans' library.
 SCOPE: t.Final = "yalgaar_receiver"
 
-_Open = tuple[Span, object]  # a span and the token that made it current
+# A span and the token that made it current; (None, None) for a handler call not traced.
+_Open = tuple[Span | None, object | None]
 #: A signal, a subscriber, and the sender it listens to.
 _Connection = tuple[t.Any, t.Callable[..., None], object]
 
@@ -109,8 +110,10 @@ class Tracing:
                 self._connected_calls = True
         return self._tracer
 
-    def _push(self, span: Span) -> None:
-        token = otel_context.attach(trace.set_span_in_context(span))
+    def _push(self, span: Span | None) -> None:
+        """Make ``span`` current until its :meth:`_pop`; ``None`` holds the place of a call
+        that is not traced, and changes nothing."""
+        token = None if span is None else otel_context.attach(trace.set_span_in_context(span))
         stack: list[_Open] = self._open.__dict__.setdefault("stack", [])
         stack.append((span, token))
 
@@ -119,7 +122,8 @@ class Tracing:
         if not stack:
             return None
         span, token = stack.pop()
-        otel_context.detach(token)  # type: ignore[arg-type]
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
         return span
 
     def _tasks(self) -> dict[int, Span]:
@@ -176,6 +180,14 @@ class Tracing:
     ) -> None:
         assert self._tracer is not None
         task = self._tasks().get(id(event))
+        parent = (trace.get_current_span() if task is None else task).get_span_context()
+        if parent.is_valid and not parent.trace_flags.sampled:
+            # The request (or task) was not sampled, so its handler calls are not traced: a
+            # span the sampler drops costs nearly what a recorded one does, per call. (The
+            # flag, not is_recording(): the thread pool runs handlers after the request's
+            # span has ended.)
+            self._push(None)
+            return
         span = self._tracer.start_span(
             "yalgaar.handle",
             context=None if task is None else trace.set_span_in_context(task),

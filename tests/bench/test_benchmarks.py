@@ -27,6 +27,7 @@ from yalgaar_receiver import (  # noqa: E402
     MessageEvent,
     UnbindEvent,
     parse_envelope,
+    signals,
 )
 from yalgaar_receiver.flask.blueprint import DEFAULT_MAX_BODY_BYTES  # noqa: E402
 
@@ -77,6 +78,49 @@ def test_the_instrumented_receiver_really_counts_and_traces() -> None:
     assert len(exporter.get_finished_spans()) == 200  # one handler, 200 events
     for instruments in (metrics, traced, counting, tracing_too):
         instruments.close()
+
+
+def test_each_instrument_switch_of_the_benchmark_is_live() -> None:
+    # The in-process table compares metrics alone, traces alone and both; the HTTP side
+    # receiver+instruments-1% samples. Each switch must change what runs.
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    body = envelopes.body("presence", 200)
+    alone = bench._one_handler_receiver()
+    counted, no_traces, no_provider = apps.instrument(alone, traces=False)
+    assert no_traces is None and no_provider is None
+    assert not alone.listened(signals.handler_started)
+    alone.handle(body)
+    assert (counted.registry.get_sample_value("yalgaar_events_total", {"kind": "bind"}) or 0) > 0
+    counted.close()
+    alone = bench._one_handler_receiver()
+    no_metrics, traced, provider = apps.instrument(alone, metrics=False)
+    assert no_metrics is None and not alone.listened(signals.event_rejected)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    alone.handle(body)
+    assert len(exporter.get_finished_spans()) == 200
+    traced.close()
+    # Sampling: what the 1% side is configured with, and a ratio of 0 makes no span at all
+    # (the request's is dropped, and its handler calls make none) while metrics still count.
+    app = apps.make_receiver(instrumented=True, sampled=0.01)
+    assert (
+        "TraceIdRatioBased{0.01}"
+        in app.extensions["bench_instruments"][2].sampler.get_description()
+    )
+    for instruments in app.extensions["bench_instruments"][:2]:
+        instruments.close()
+    app = apps.make_receiver(instrumented=True, sampled=0.0)
+    metrics, traced, provider = app.extensions["bench_instruments"]
+    exporter.clear()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    answer = app.test_client().post("/yalgaar/presence", data=body, content_type=JSON)
+    assert answer.status_code == 200
+    assert exporter.get_finished_spans() == ()
+    assert (metrics.registry.get_sample_value("yalgaar_events_total", {"kind": "bind"}) or 0) > 0
+    metrics.close()
+    traced.close()
 
 
 @pytest.mark.parametrize("kind", envelopes.KINDS)
@@ -158,8 +202,9 @@ def test_a_short_http_run_reports_every_side_with_its_cpu_time(
         for side in ("receiver", "receiver+instruments")
     ]
     assert [name for name, *_ in report.contexts] == [
-        f"1-item {kind} envelope, req/s receiver+token / floor, 1 worker"
+        f"1-item {kind} envelope, req/s {side} / floor, 1 worker"
         for kind in envelopes.KINDS
+        for side in ("receiver+token", "receiver+instruments-1%")
     ]
 
 

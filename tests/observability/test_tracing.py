@@ -14,6 +14,7 @@ from flask import Flask
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from yalgaar_receiver import (
@@ -157,6 +158,45 @@ def test_without_a_provider_nothing_is_connected_per_call() -> None:
         assert not receiver.listened(signals.handler_started)  # still nothing per call
     finally:
         traced.close()
+
+
+class Dropping(Sampler):
+    """Drops every span, and keeps the names it was asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def should_sample(
+        self, parent_context: t.Any, trace_id: int, name: str, *args: t.Any, **kwargs: t.Any
+    ) -> SamplingResult:
+        self.asked.append(name)
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "Dropping"
+
+
+def test_the_handler_calls_of_a_request_that_is_not_sampled_make_no_span() -> None:
+    # A dropped span costs nearly what a recorded one does: under a request the sampler
+    # dropped, the handler calls do not even ask. Without a request around them they do.
+    sampler = Dropping()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    receiver = Receiver([KEY])
+    handled: list[str] = []
+    receiver.on_message(lambda event: handled.append(event.message))
+    traced = tracing.instrument(receiver, tracer_provider=provider)
+    try:
+        body = message_envelope(message("a", "u", "1"), message("b", "u", "2"), client_key=KEY)
+        assert client_for(receiver).post("/yalgaar/", data=body.to_bytes()).status_code == 200
+        assert sampler.asked == ["yalgaar.receive"]
+        assert handled == ["1", "2"]
+        receiver.handle(body.to_bytes())  # no request span: each call is a root, and asks
+        assert sampler.asked[1:] == ["yalgaar.handle", "yalgaar.handle"]
+    finally:
+        traced.close()
+    assert exporter.get_finished_spans() == ()
 
 
 def test_the_thread_pool_carries_the_request_s_trace(
