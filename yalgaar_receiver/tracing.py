@@ -5,7 +5,8 @@ each handler call a ``yalgaar.handle`` child span, with the exception recorded w
 With a :class:`~yalgaar_receiver.delivery.celery.CeleryDispatcher` passed too, the trace context
 travels in the task and continues on the worker under a ``yalgaar.task`` span (instrument the
 worker's receiver and dispatcher the same way). The thread pool carries the request's context to
-its threads by itself.
+its threads by itself. The handler calls of a request (or task) whose span the sampler dropped
+make no span at all: asking the sampler once per call would cost nearly what recording does.
 
 Only ``opentelemetry-api`` is imported: the application configures the SDK, or not. While no
 tracer provider is configured (and none is passed), the handler signals are not even connected,
