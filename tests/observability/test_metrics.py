@@ -98,6 +98,8 @@ def test_each_metric_counts_what_the_traffic_implies(app: App) -> None:
     stranger = presence_envelope(bind("lobby", "eve"), client_key="ck-guessed")
     assert post("/yalgaar/presence", data=stranger.to_bytes()).status_code == 403
     assert post("/yalgaar/nowhere/at/all").status_code == 404
+    # No URL tokens are configured: a token segment is a path that does not exist.
+    assert post("/yalgaar/not-a-token/presence", data=presence.to_bytes()).status_code == 404
     poison = message_envelope(message("orders", "dan", "poison", at=1521609601), client_key=KEY)
     assert post("/yalgaar/", data=poison.to_bytes()).status_code == 500  # attempt 1
     assert post("/yalgaar/", data=poison.to_bytes()).status_code == 200  # 2: a dead letter
@@ -114,7 +116,7 @@ def test_each_metric_counts_what_the_traffic_implies(app: App) -> None:
         ("presence", "200"): 2,
         ("message", "200"): 1,
         ("presence", "403"): 1,
-        ("unmatched", "404"): 1,
+        ("unmatched", "404"): 2,
         ("webhook", "500"): 1,
         ("webhook", "200"): 1,
     }

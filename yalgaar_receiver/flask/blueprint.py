@@ -207,16 +207,24 @@ def create_blueprint(
         # (and could echo a URL token in Location): strict_slashes=False answers with and
         # without the trailing slash, merge_slashes=False leaves "//" alone.
         rules = {"strict_slashes": False, "merge_slashes": False}
+        # A 404 in the same shape as every other answer, for any path that does not exist.
+        unmatched = _observed(record, "unmatched", _answer_only(_not_found))
         for rule, endpoint, hint in ROUTES:
             # Each view holds its app's settings, bound here: no per-request look-up through
             # current_app.
             view = _observed(record, endpoint, functools.partial(_view, record, hint))
             other = _observed(record, endpoint, _answer_only(_method_not_allowed))
-            for path, suffix in ((rule, ""), ("/<token>" + rule, "_token")):
+            # Without URL tokens a token segment is a path that does not exist; its rules stay
+            # (the test client builds such paths from them) and answer as unmatched.
+            tokened = (view, other) if record.auth.url_tokens else (unmatched, unmatched)
+            for path, suffix, (served, refused) in (
+                (rule, "", (view, other)),
+                ("/<token>" + rule, "_token", tokened),
+            ):
                 state.add_url_rule(
                     path,
                     endpoint + suffix,
-                    view,
+                    served,
                     methods=list(METHODS),
                     provide_automatic_options=False,
                     **rules,
@@ -224,16 +232,16 @@ def create_blueprint(
                 state.add_url_rule(
                     path,
                     f"{endpoint}{suffix}_other_methods",
-                    other,
+                    refused,
                     methods=list(_OTHER_METHODS),
                     provide_automatic_options=False,
                     **rules,
                 )
-        # Anything else under the prefix: a 404 in the same shape as every other answer.
+        # Anything else under the prefix.
         state.add_url_rule(
             f"/<{_AnyPath.name}:rest>",
             "not_found",
-            _observed(record, "unmatched", _answer_only(_not_found)),
+            unmatched,
             methods=list(_EVERY_METHOD),
             provide_automatic_options=False,
             **rules,
@@ -346,9 +354,6 @@ def _view(
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     auth = record.auth
     receiver = record.receiver
-    if token is not None and not auth.url_tokens:
-        # No tokens configured: a token segment is just a path that does not exist.
-        return _not_found(), None
     seen: RequestView | None = None
     if auth.layers:
         seen = _request_view(req, auth, token)
