@@ -14,43 +14,46 @@ the tree; ``tests/core/test_layering.py`` checks every import):
   authentication and the test client;
 * ``cli``: the ``yalgaar-receiver`` command.
 
-This module is the public API. ``create_blueprint`` is reached lazily, so ``import
-yalgaar_receiver`` works where Flask cannot be imported.
+This module is the public API. Each name is imported from its module on first use (PEP 562),
+so ``import yalgaar_receiver`` imports nothing but this file: it works where Flask cannot be
+imported, and the pytest plugin, which pytest imports in every run of the environment, costs
+the runs of other projects nothing.
 """
 
 from __future__ import annotations
 
+import importlib
 import typing as t
 
-from . import signals as signals
 from ._version import __version__ as __version__
-from .delivery.dispatch import Dispatcher as Dispatcher
-from .delivery.dispatch import InlineDispatcher as InlineDispatcher
-from .delivery.threads import ThreadPoolDispatcher as ThreadPoolDispatcher
-from .events import Batch as Batch
-from .events import BindEvent as BindEvent
-from .events import Event as Event
-from .events import HandlerFailure as HandlerFailure
-from .events import MessageEvent as MessageEvent
-from .events import Outcome as Outcome
-from .events import PresenceAction as PresenceAction
-from .events import PresenceEvent as PresenceEvent
-from .events import Rejection as Rejection
-from .events import UnbindEvent as UnbindEvent
-from .events import UnknownEvent as UnknownEvent
-from .exceptions import AuthenticationError as AuthenticationError
-from .exceptions import ConfigurationError as ConfigurationError
-from .exceptions import DispatchUnavailableError as DispatchUnavailableError
-from .exceptions import InvalidEnvelopeError as InvalidEnvelopeError
-from .exceptions import PayloadTooLargeError as PayloadTooLargeError
-from .exceptions import UnsupportedEncodingError as UnsupportedEncodingError
-from .exceptions import YalgaarError as YalgaarError
-from .exceptions import YalgaarSecurityWarning as YalgaarSecurityWarning
-from .parsing import parse_envelope as parse_envelope
-from .receiver import Receiver as Receiver
 
 if t.TYPE_CHECKING:
+    from . import signals as signals
+    from .delivery.dispatch import Dispatcher as Dispatcher
+    from .delivery.dispatch import InlineDispatcher as InlineDispatcher
+    from .delivery.threads import ThreadPoolDispatcher as ThreadPoolDispatcher
+    from .events import Batch as Batch
+    from .events import BindEvent as BindEvent
+    from .events import Event as Event
+    from .events import HandlerFailure as HandlerFailure
+    from .events import MessageEvent as MessageEvent
+    from .events import Outcome as Outcome
+    from .events import PresenceAction as PresenceAction
+    from .events import PresenceEvent as PresenceEvent
+    from .events import Rejection as Rejection
+    from .events import UnbindEvent as UnbindEvent
+    from .events import UnknownEvent as UnknownEvent
+    from .exceptions import AuthenticationError as AuthenticationError
+    from .exceptions import ConfigurationError as ConfigurationError
+    from .exceptions import DispatchUnavailableError as DispatchUnavailableError
+    from .exceptions import InvalidEnvelopeError as InvalidEnvelopeError
+    from .exceptions import PayloadTooLargeError as PayloadTooLargeError
+    from .exceptions import UnsupportedEncodingError as UnsupportedEncodingError
+    from .exceptions import YalgaarError as YalgaarError
+    from .exceptions import YalgaarSecurityWarning as YalgaarSecurityWarning
     from .flask.blueprint import create_blueprint as create_blueprint
+    from .parsing import parse_envelope as parse_envelope
+    from .receiver import Receiver as Receiver
 
 __all__ = [
     "AuthenticationError",
@@ -81,11 +84,46 @@ __all__ = [
     "signals",
 ]
 
+#: Where each public name is defined: its module, relative to this package.
+_MODULES: t.Final[dict[str, str]] = {
+    "signals": "signals",  # the module itself
+    "Dispatcher": "delivery.dispatch",
+    "InlineDispatcher": "delivery.dispatch",
+    "ThreadPoolDispatcher": "delivery.threads",
+    "Batch": "events",
+    "BindEvent": "events",
+    "Event": "events",
+    "HandlerFailure": "events",
+    "MessageEvent": "events",
+    "Outcome": "events",
+    "PresenceAction": "events",
+    "PresenceEvent": "events",
+    "Rejection": "events",
+    "UnbindEvent": "events",
+    "UnknownEvent": "events",
+    "AuthenticationError": "exceptions",
+    "ConfigurationError": "exceptions",
+    "DispatchUnavailableError": "exceptions",
+    "InvalidEnvelopeError": "exceptions",
+    "PayloadTooLargeError": "exceptions",
+    "UnsupportedEncodingError": "exceptions",
+    "YalgaarError": "exceptions",
+    "YalgaarSecurityWarning": "exceptions",
+    "parse_envelope": "parsing",
+    "Receiver": "receiver",
+    "create_blueprint": "flask.blueprint",
+}
+
 
 def __getattr__(name: str) -> t.Any:
-    # The Flask adapter is imported on first use, not with the package (PEP 562).
-    if name == "create_blueprint":
-        from .flask.blueprint import create_blueprint
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    found = importlib.import_module(f".{module}", __name__)
+    value = found if name == module else getattr(found, name)
+    globals()[name] = value  # looked up here once; the module's own attribute from then on
+    return value
 
-        return create_blueprint
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,10 +9,10 @@ fixtures are there in every test without a ``conftest.py`` line:
   during the test.
 
 pytest imports every installed plugin in every run of the environment, other projects' tests
-included, so this module imports pytest and nothing else up front (importing the package's own
-``__init__`` to reach it brings the framework-free core, never Flask); the test client and the
-kit are imported when a fixture is used. The plugin adds fixtures and nothing else: no hooks, no
-options, no markers.
+included, so this module imports pytest and nothing else up front (the package's own
+``__init__``, which Python imports to reach it, imports each public name on first use); the
+test client and the kit are imported when a fixture is used. The plugin adds fixtures and
+nothing else: no hooks, no options, no markers.
 """
 
 from __future__ import annotations

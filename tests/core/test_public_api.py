@@ -5,7 +5,9 @@ Each room's ``__all__`` is pinned here, and so are the former paths of the modul
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 
 import pytest
 
@@ -191,6 +193,28 @@ def _home(former: str, name: str) -> str:
     }
     module, names = extra.get(former, ("", set()))
     return module if name in names else FORMER[former]
+
+
+def test_each_top_level_name_is_imported_from_where_it_is_defined() -> None:
+    # The package's __init__ imports each name on first use: what it gives must be what the
+    # imports that type checkers read (and __all__) say it is.
+    guarded: dict[str, str] = {}
+    for node in ast.walk(ast.parse(inspect.getsource(yalgaar_receiver))):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "t.TYPE_CHECKING":
+            for child in node.body:
+                assert isinstance(child, ast.ImportFrom) and child.level == 1
+                for alias in child.names:
+                    # "from . import signals" names a module; "from .events import Event" a name
+                    guarded[alias.asname or alias.name] = child.module or alias.name
+    assert set(guarded) == set(yalgaar_receiver.__all__)
+    for name, module in guarded.items():
+        found = importlib.import_module(f"yalgaar_receiver.{module}")
+        assert getattr(yalgaar_receiver, name) is (
+            found if name == module else getattr(found, name)
+        )
+    assert set(yalgaar_receiver.__all__) <= set(dir(yalgaar_receiver))
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        yalgaar_receiver.Nope  # noqa: B018
 
 
 def test_every_exception_derives_from_the_base() -> None:
