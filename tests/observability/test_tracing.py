@@ -221,12 +221,15 @@ def test_the_thread_pool_carries_the_request_s_trace(
     assert {span.context.trace_id for span in calls} == {request.context.trace_id}
 
 
-def test_the_trace_continues_on_a_celery_worker(
-    redis_server: RedisServer, provider: TracerProvider, exporter: InMemorySpanExporter
-) -> None:
-    app = Celery("yalgaar_tracing_test", broker=redis_server.url)
+def run_on_a_celery_worker(
+    redis_server: RedisServer, provider: TracerProvider, mode: str, *texts: str
+) -> list[str]:
+    """Post one Message envelope of ``texts`` to a traced receiver whose CeleryDispatcher
+    (``mode``) publishes to a real worker in this process; what the worker's handler got."""
+    app = Celery(f"yalgaar_tracing_{mode}_test", broker=redis_server.url)
     app.conf.update(broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
-    dispatcher = CeleryDispatcher(app, queue="tracing-test", retry_jitter=False)
+    queue = f"tracing-{mode}-test"
+    dispatcher = CeleryDispatcher(app, queue=queue, mode=mode, retry_jitter=False)
     receiver = Receiver([KEY], dispatcher=dispatcher)
     done: list[str] = []
 
@@ -240,17 +243,23 @@ def test_the_trace_continues_on_a_celery_worker(
     try:
         with (
             capture_events(receiver) as capture,
-            start_worker(app, pool="solo", perform_ping_check=False, queues=["tracing-test"]),
+            start_worker(app, pool="solo", perform_ping_check=False, queues=[queue]),
         ):
-            body = message_envelope(message("c", "u", "across"), client_key=KEY)
+            body = message_envelope(*(message("c", "u", text) for text in texts), client_key=KEY)
             assert client_for(receiver).post("/yalgaar/", data=body.to_bytes()).status_code == 200
-            capture.wait_for(1, timeout=30)
+            capture.wait_for(len(texts), timeout=30)
     finally:
         traced.close()
         app.close()
         root.setLevel(level)
         root.handlers[:] = handlers
-    assert done == ["across"]
+    return done
+
+
+def test_the_trace_continues_on_a_celery_worker(
+    redis_server: RedisServer, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    assert run_on_a_celery_worker(redis_server, provider, "event", "across") == ["across"]
     spans = exporter.get_finished_spans()
     [request] = by_name(spans, "yalgaar.receive")
     [task] = by_name(spans, "yalgaar.task")
@@ -267,38 +276,7 @@ def test_an_envelope_task_s_handler_calls_are_each_under_their_own_event_s_task_
 ) -> None:
     # mode="envelope" runs every event of a request in one task: each event still gets its
     # yalgaar.task span, and each handler call goes under the span of the event it handles.
-    app = Celery("yalgaar_tracing_envelope_test", broker=redis_server.url)
-    app.conf.update(broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
-    dispatcher = CeleryDispatcher(
-        app, queue="tracing-envelope-test", mode="envelope", retry_jitter=False
-    )
-    receiver = Receiver([KEY], dispatcher=dispatcher)
-    done: list[str] = []
-
-    @receiver.on_message
-    def on_worker(event: MessageEvent) -> None:
-        done.append(event.message)
-
-    traced = tracing.instrument(receiver, dispatcher=dispatcher, tracer_provider=provider)
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    try:
-        with (
-            capture_events(receiver) as capture,
-            start_worker(
-                app, pool="solo", perform_ping_check=False, queues=["tracing-envelope-test"]
-            ),
-        ):
-            body = message_envelope(
-                message("c", "u", "first"), message("c", "u", "second"), client_key=KEY
-            )
-            assert client_for(receiver).post("/yalgaar/", data=body.to_bytes()).status_code == 200
-            capture.wait_for(2, timeout=30)
-    finally:
-        traced.close()
-        app.close()
-        root.setLevel(level)
-        root.handlers[:] = handlers
+    done = run_on_a_celery_worker(redis_server, provider, "envelope", "first", "second")
     assert done == ["first", "second"]
     spans = exporter.get_finished_spans()
     [request] = by_name(spans, "yalgaar.receive")
