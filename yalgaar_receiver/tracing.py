@@ -6,7 +6,7 @@ With a :class:`~yalgaar_receiver.delivery.celery.CeleryDispatcher` passed too, t
 travels in the task and continues on the worker under a ``yalgaar.task`` span (instrument the
 worker's receiver and dispatcher the same way). The thread pool carries the request's context to
 its threads by itself. The handler calls of a request (or task) whose span the sampler dropped
-make no span at all: asking the sampler once per call would cost nearly what recording does.
+make no span at all: a span the sampler drops still costs about half of a recorded one.
 
 Only ``opentelemetry-api`` is imported: the application configures the SDK, or not. While no
 tracer provider is configured (and none is passed), the handler signals are not even connected,
@@ -184,9 +184,9 @@ class Tracing:
         parent = (trace.get_current_span() if task is None else task).get_span_context()
         if parent.is_valid and not parent.trace_flags.sampled:
             # The request (or task) was not sampled, so its handler calls are not traced: a
-            # span the sampler drops costs nearly what a recorded one does, per call. (The
-            # flag, not is_recording(): the thread pool runs handlers after the request's
-            # span has ended.)
+            # span the sampler drops costs about half of a recorded one, per call. (The flag,
+            # not is_recording(): the thread pool runs handlers after the request's span has
+            # ended.)
             self._push(None)
             return
         span = self._tracer.start_span(
