@@ -23,6 +23,7 @@ the runs of other projects nothing.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import typing as t
 
 from ._version import __version__ as __version__
@@ -118,7 +119,11 @@ _MODULES: t.Final[dict[str, str]] = {
 def __getattr__(name: str) -> t.Any:
     module = _MODULES.get(name)
     if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # A submodule, as attribute access found the core's modules when this file imported
+        # them up front (yalgaar_receiver.events after a bare import yalgaar_receiver).
+        if name.startswith("__") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return importlib.import_module(f".{name}", __name__)
     found = importlib.import_module(f".{module}", __name__)
     value = found if name == module else getattr(found, name)
     globals()[name] = value  # looked up here once; the module's own attribute from then on

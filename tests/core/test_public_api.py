@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -215,6 +217,22 @@ def test_each_top_level_name_is_imported_from_where_it_is_defined() -> None:
     assert set(yalgaar_receiver.__all__) <= set(dir(yalgaar_receiver))
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         yalgaar_receiver.Nope  # noqa: B018
+
+
+def test_a_bare_import_still_reaches_the_submodules_as_attributes() -> None:
+    # As it did when the package imported its core up front. A fresh interpreter: this one has
+    # imported every module already.
+    code = (
+        "import yalgaar_receiver as y; "
+        "print(y.events.BindEvent.__name__, y.schemas.PresenceItemSchema.__name__, "
+        "y.delivery.dedupe.__name__, hasattr(y, 'nope'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == [
+        "BindEvent", "PresenceItemSchema", "yalgaar_receiver.delivery.dedupe", "False"
+    ]  # fmt: skip
 
 
 def test_every_exception_derives_from_the_base() -> None:
