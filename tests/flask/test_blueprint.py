@@ -22,7 +22,7 @@ from yalgaar_receiver import (
     create_blueprint,
     signals,
 )
-from yalgaar_receiver.flask import blueprint_settings
+from yalgaar_receiver.flask import WebhookClient, blueprint_settings
 
 from ..payloads import KEY, payload
 
@@ -490,3 +490,16 @@ def test_a_schema_subclass_validates_its_own_field_through_http() -> None:
         "failed": 0,
     }
     assert regions == ["eu"]
+
+
+def test_without_url_tokens_a_token_path_is_unknown_and_the_test_client_still_builds_it(
+    receiver: Receiver,
+) -> None:
+    seen: list[Event] = []
+    receiver.on_event(seen.append)
+    webhook = WebhookClient(make_app(receiver), token="not-a-token")
+    assert webhook.url_for("presence") == "/yalgaar/not-a-token/presence"
+    response = webhook.post(payload("presence-bind.json"))
+    assert response.status_code == 404
+    assert response.mimetype == PROBLEM
+    assert seen == []

@@ -216,10 +216,10 @@ def create_blueprint(
             other = _observed(record, endpoint, _answer_only(_method_not_allowed))
             # Without URL tokens a token segment is a path that does not exist; its rules stay
             # (the test client builds such paths from them) and answer as unmatched.
-            tokened = (view, other) if record.auth.url_tokens else (unmatched, unmatched)
-            for path, suffix, (served, refused) in (
-                (rule, "", (view, other)),
-                ("/<token>" + rule, "_token", tokened),
+            token_view, token_other = (view, other) if record.auth.url_tokens else (unmatched,) * 2
+            for path, suffix, served, refused in (
+                (rule, "", view, other),
+                ("/<token>" + rule, "_token", token_view, token_other),
             ):
                 state.add_url_rule(
                     path,
