@@ -658,9 +658,16 @@ class Receiver:
 
     def _observer_for(self, event: Event) -> _Observer | None:
         """What sends the calls made for ``event`` on ``handler_started`` and
-        ``handler_finished``; ``None`` while nobody listens to either."""
-        started = listened(signals.handler_started, self._sender)
-        finished = listened(signals.handler_finished, self._sender)
+        ``handler_finished``; ``None`` while neither has a subscriber for this receiver.
+
+        Asked once per event, so it takes blinker's ``has_receivers_for``, which is exact but
+        for one case, where :func:`listened` would cost more than the sends it saves: after the
+        last subscriber of this receiver disconnected while the signal keeps others, it still
+        says yes, and the sends find nobody, which :func:`notify` does correctly.
+        """
+        sender = self._sender
+        started = signals.handler_started.has_receivers_for(sender)
+        finished = signals.handler_finished.has_receivers_for(sender)
         if started or finished:
             return _Observer(self, event, started=started, finished=finished)
         return None

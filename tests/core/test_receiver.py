@@ -469,6 +469,32 @@ def test_listened_is_exact_after_a_subscriber_leaves(receiver: Receiver) -> None
     assert not other.listened(signals.handler_finished)
 
 
+def test_handler_calls_are_sent_only_to_this_receivers_subscribers(receiver: Receiver) -> None:
+    # Handler calls are observed on blinker's has_receivers_for, true in the quirk above too:
+    # there the sends must still reach nobody, and a subscriber of another receiver hears none.
+    other = Receiver(client_keys=[KEY])
+    receiver.on_bind(lambda event: None)
+    other.on_bind(lambda event: None)
+    heard: list[tuple[str, object]] = []
+
+    def mine(sender: object, **kwargs: t.Any) -> None:
+        heard.append(("mine", kwargs["handler"]))
+
+    def theirs(sender: object, **kwargs: t.Any) -> None:
+        heard.append(("theirs", kwargs["handler"]))
+
+    with signals.handler_finished.connected_to(theirs, sender=other):
+        signals.handler_finished.connect(mine, sender=receiver)
+        receiver.handle(envelope("Presence", bind()))
+        assert [who for who, _ in heard] == ["mine"]
+        signals.handler_finished.disconnect(mine, sender=receiver)
+        heard.clear()
+        assert receiver.handle(envelope("Presence", bind())).accepted
+        assert heard == []
+        other.handle(envelope("Presence", bind()))
+        assert [who for who, _ in heard] == ["theirs"]
+
+
 def test_a_failing_handler_does_not_stop_the_others(
     receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
