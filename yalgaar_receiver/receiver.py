@@ -660,10 +660,11 @@ class Receiver:
         """What sends the calls made for ``event`` on ``handler_started`` and
         ``handler_finished``; ``None`` while neither has a subscriber for this receiver.
 
-        Asked once per event, so it takes blinker's ``has_receivers_for``, which is exact but
-        for one case, where :func:`listened` would cost more than the sends it saves: after the
-        last subscriber of this receiver disconnected while the signal keeps others, it still
-        says yes, and the sends find nobody, which :func:`notify` does correctly.
+        Asked once per event, so it asks blinker's ``has_receivers_for`` rather than
+        :func:`listened`, whose exact answer costs more than the sends it would save. The two
+        differ in one case: after this receiver's last subscriber of a signal left while the
+        signal keeps subscribers of other receivers, this says yes and the sends find nobody,
+        which :func:`notify` does correctly.
         """
         sender = self._sender
         started = signals.handler_started.has_receivers_for(sender)
