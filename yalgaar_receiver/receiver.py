@@ -661,10 +661,11 @@ class Receiver:
         ``handler_finished``; ``None`` while neither has a subscriber for this receiver.
 
         Asked once per event, so it asks blinker's ``has_receivers_for`` rather than
-        :func:`listened`, whose exact answer costs more than the sends it would save. The two
-        differ in one case: after this receiver's last subscriber of a signal left while the
-        signal keeps subscribers of other receivers, this says yes and the sends find nobody,
-        which :func:`notify` does correctly.
+        :func:`listened`, whose exact answer costs about a microsecond more per event for the
+        two signals and would only save sends that reach nobody. The two differ in one case:
+        after this receiver's last subscriber of a signal left while the signal keeps
+        subscribers of other receivers, this says yes and the sends find nobody, which
+        :func:`notify` does correctly.
         """
         sender = self._sender
         started = signals.handler_started.has_receivers_for(sender)
