@@ -1,10 +1,12 @@
 """Typed records of what Yalgaar sent and what the receiver made of it.
 
-Events are frozen, slotted dataclasses: cheap to build (a 200-item batch builds 200 of them), safe
-to hand to threads and queues, and printable without leaking secrets. Every event keeps the item
-exactly as received in ``raw`` and the fields this package does not know in ``extra``, so a field
-Yalgaar adds tomorrow is never lost. ``raw`` and ``client_key`` stay out of ``repr`` so that logging
-an event neither floods the log nor leaks the key.
+Events are frozen, slotted dataclasses: safe to hand to threads and queues, and printable without
+leaking secrets. Being frozen has a price: every field is set through ``object.__setattr__``, and
+building the event is the largest part of what an item costs to parse (``docs/performance.md``,
+*Per item*). Every event keeps the item exactly as received in ``raw`` and the fields this package
+does not know in ``extra``, so a field Yalgaar adds tomorrow is never lost. ``raw`` and
+``client_key`` stay out of ``repr`` so that logging an event neither floods the log nor leaks the
+key.
 
 Events are read-only all the way down: ``raw`` and ``extra`` are :func:`frozen` when an event is
 built, so a handler cannot change what a later handler sees. Their objects are dicts and their
