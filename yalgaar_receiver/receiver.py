@@ -662,9 +662,8 @@ class Receiver:
 
         Asked once per event, so it asks blinker's ``has_receivers_for`` rather than
         :func:`listened`, whose exact answer costs about a microsecond more per event for the
-        two signals and would only save sends that reach nobody. The two differ in one case:
-        after this receiver's last subscriber of a signal left while the signal keeps
-        subscribers of other receivers, this says yes and the sends find nobody, which
+        two signals and would only save sends that reach nobody. The two differ only in the
+        case :func:`listened` describes; there this says yes and the sends find nobody, which
         :func:`notify` does correctly.
         """
         sender = self._sender
